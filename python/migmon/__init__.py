@@ -1,0 +1,35 @@
+"""mig_mon: a toolset for VM live-migration testing and debugging.
+
+The public API; import from here, never from ``migmon._core``.
+
+* :func:`mm_dirty` / :class:`DirtyWorkload`: a paced memory dirty workload
+  with an integrity check and access-latency histograms.
+"""
+
+from migmon._core import Percentiles, __version__, parse_size_mb
+from migmon.dirty import DirtyOptions, DirtySample, DirtySummary, DirtyWorkload, mm_dirty
+from migmon.errors import (
+    ConfigError,
+    CorruptionError,
+    MigmonError,
+    NetworkError,
+    ProtocolError,
+    ResourceError,
+)
+
+__all__ = [
+    "ConfigError",
+    "CorruptionError",
+    "DirtyOptions",
+    "DirtySample",
+    "DirtySummary",
+    "DirtyWorkload",
+    "MigmonError",
+    "NetworkError",
+    "Percentiles",
+    "ProtocolError",
+    "ResourceError",
+    "__version__",
+    "mm_dirty",
+    "parse_size_mb",
+]

@@ -1,0 +1,25 @@
+//! mig_mon's core: the workloads and probes behind the `mig_mon` tool for
+//! testing and debugging VM live migration.
+//!
+//! - [`mem`]: a paced memory dirty workload with an integrity check
+//!   (`mm_dirty`).
+//! - [`stats`]: latency histograms and the summaries built from them.
+//! - [`units`]: the original tool's size and rate syntax.
+//! - [`pace`]: monotonic deadlines, sleeping and the shared stop flag.
+//!
+//! The crate knows nothing of Python; the PyO3 binding lives in `py` behind
+//! the `python` feature and is the only place that imports pyo3.
+
+pub mod error;
+pub mod mem;
+pub mod pace;
+pub mod stats;
+pub mod units;
+
+#[cfg(feature = "python")]
+mod py;
+
+pub use error::{Error, Result};
+
+/// The tool's version, as `mig_mon -v` prints it.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

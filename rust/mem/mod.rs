@@ -1,0 +1,13 @@
+//! The memory dirty workload (`mm_dirty`): an anonymous region, mapped with
+//! small, huge or transparent huge pages ([`region`]), prefaulted, then
+//! dirtied one byte per 4 KiB page by paced worker threads ([`worker`]) that
+//! check every page still holds what they last wrote, while a sampler reports
+//! rate, load and access latencies once per interval ([`run`]).
+
+pub mod region;
+pub mod run;
+mod worker;
+
+pub use region::{PageSize, Region, DIRTY_STEP};
+pub use run::{DirtyConfig, DirtyRun, DirtySample, DirtySummary, Pattern, Phase};
+pub use worker::{prefault, Kernel, KernelEnv};

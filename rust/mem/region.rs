@@ -1,0 +1,303 @@
+//! An anonymous private mapping that is unmapped on drop, with the checks
+//! that keep a user from asking for more than the machine has.
+
+use std::fs;
+use std::ptr::NonNull;
+
+use crate::error::{Error, Result};
+
+/// The dirty step: hypervisors track dirty memory in 4 KiB pages, so the
+/// workload touches one byte in every 4 KiB page, whatever backs it.
+pub const DIRTY_STEP: u64 = 4096;
+
+/// What backs the region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PageSize {
+    /// Normal 4 KiB pages.
+    Small,
+    /// 2 MiB hugetlbfs pages (MAP_HUGETLB), from the reserved pool.
+    Huge2M,
+    /// 1 GiB hugetlbfs pages (MAP_HUGETLB), from the reserved pool.
+    Huge1G,
+    /// Transparent huge pages: a 2 MiB-aligned mapping with MADV_HUGEPAGE.
+    Thp,
+}
+
+impl PageSize {
+    /// Parses the original's `-P` values (`4k`, `2m`, `1g`, either case) and `thp`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "4k" | "4096" => Ok(PageSize::Small),
+            "2m" => Ok(PageSize::Huge2M),
+            "1g" => Ok(PageSize::Huge1G),
+            "thp" => Ok(PageSize::Thp),
+            _ => Err(Error::invalid(format!(
+                "unknown page size '{s}' (expected 4k, 2m, 1g or thp)"
+            ))),
+        }
+    }
+
+    /// Size of one backing page in bytes.
+    pub fn bytes(self) -> u64 {
+        match self {
+            PageSize::Small => 4096,
+            PageSize::Huge2M | PageSize::Thp => 2 << 20,
+            PageSize::Huge1G => 1 << 30,
+        }
+    }
+
+    /// Short name as the user writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            PageSize::Small => "4k",
+            PageSize::Huge2M => "2m",
+            PageSize::Huge1G => "1g",
+            PageSize::Thp => "thp",
+        }
+    }
+
+    fn hugetlb_dir(self) -> Option<String> {
+        match self {
+            PageSize::Huge2M | PageSize::Huge1G => Some(format!(
+                "/sys/kernel/mm/hugepages/hugepages-{}kB",
+                self.bytes() / 1024
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// An anonymous private memory region, unmapped when dropped.
+#[derive(Debug)]
+pub struct Region {
+    /// Start of the usable, aligned part.
+    base: NonNull<u8>,
+    len: usize,
+    /// What was really mapped (larger than `len` for THP alignment).
+    map_base: NonNull<u8>,
+    map_len: usize,
+    page_size: PageSize,
+}
+
+// SAFETY: the region is plain memory owned by this value; concurrent access
+// goes through raw pointers on disjoint slices (see `worker`) and volatile
+// byte accesses, never through references.
+unsafe impl Send for Region {}
+// SAFETY: as above; &Region hands out only raw pointers.
+unsafe impl Sync for Region {}
+
+impl Region {
+    /// Maps `len` bytes backed by `page_size` pages, after checking that the
+    /// machine can give them (unless `force`).
+    pub fn map(len: u64, page_size: PageSize, force: bool) -> Result<Self> {
+        if len == 0 || !len.is_multiple_of(page_size.bytes()) {
+            return Err(Error::invalid(format!(
+                "memory size {} MB is not a multiple of the {} page size",
+                len >> 20,
+                page_size.name()
+            )));
+        }
+        check_available(len, page_size, force)?;
+        let len_usize =
+            usize::try_from(len).map_err(|_| Error::invalid("memory size too large"))?;
+        let (map_len, extra_flags) = match page_size {
+            PageSize::Small => (len_usize, 0),
+            PageSize::Thp => (len_usize + (2 << 20), 0),
+            PageSize::Huge2M => (len_usize, libc::MAP_HUGETLB | (21 << libc::MAP_HUGE_SHIFT)),
+            PageSize::Huge1G => (len_usize, libc::MAP_HUGETLB | (30 << libc::MAP_HUGE_SHIFT)),
+        };
+        // With --force the user takes the risk of overcommitting.
+        let noreserve = if force { libc::MAP_NORESERVE } else { 0 };
+        // SAFETY: an anonymous mapping at an address the kernel picks; the
+        // result is checked before use.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                map_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | extra_flags | noreserve,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            let e = std::io::Error::last_os_error();
+            return Err(match page_size {
+                PageSize::Huge2M | PageSize::Huge1G => Error::Resource(format!(
+                    "cannot map {} MB of {} huge pages ({e}); {}",
+                    len >> 20,
+                    page_size.name(),
+                    reserve_hint(len, page_size)
+                )),
+                _ => Error::io(format!("mmap of {} MB", len >> 20), e),
+            });
+        }
+        let map_base = NonNull::new(p.cast::<u8>()).expect("mmap never returns NULL on success");
+        let base = if page_size == PageSize::Thp {
+            let align = 2usize << 20;
+            let addr = map_base.as_ptr() as usize;
+            let aligned = addr.next_multiple_of(align);
+            // SAFETY: `aligned` lies within the mapping, which has 2 MiB to spare.
+            let b = unsafe { map_base.as_ptr().add(aligned - addr) };
+            // SAFETY: advice on our own mapping; failure only loses the hint.
+            let rc = unsafe { libc::madvise(b.cast(), len_usize, libc::MADV_HUGEPAGE) };
+            if rc != 0 {
+                let e = std::io::Error::last_os_error();
+                // SAFETY: unmapping exactly what we mapped above.
+                unsafe { libc::munmap(p, map_len) };
+                return Err(Error::Resource(format!(
+                    "transparent huge pages unavailable: madvise: {e}"
+                )));
+            }
+            NonNull::new(b).expect("aligned pointer inside a mapping is not NULL")
+        } else {
+            map_base
+        };
+        Ok(Self {
+            base,
+            len: len_usize,
+            map_base,
+            map_len,
+            page_size,
+        })
+    }
+
+    /// Start of the region.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.base.as_ptr()
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Always false: a region has at least one page.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Number of 4 KiB dirty steps in the region.
+    pub fn steps(&self) -> u64 {
+        self.len as u64 / DIRTY_STEP
+    }
+
+    /// What backs the region.
+    pub fn page_size(&self) -> PageSize {
+        self.page_size
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly the mapping created in `map`; no pointer
+        // into it outlives the region (workers are joined first).
+        unsafe {
+            libc::munmap(self.map_base.as_ptr().cast(), self.map_len);
+        }
+    }
+}
+
+fn read_u64(path: &str) -> Option<u64> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// MemAvailable from /proc/meminfo, in bytes.
+pub fn mem_available() -> Option<u64> {
+    let text = fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+fn reserve_hint(len: u64, page_size: PageSize) -> String {
+    let need = len / page_size.bytes();
+    match page_size.hugetlb_dir() {
+        Some(dir) => {
+            format!("reserve at least {need} with: echo {need} > {dir}/nr_hugepages (as root)")
+        }
+        None => String::new(),
+    }
+}
+
+fn check_available(len: u64, page_size: PageSize, force: bool) -> Result<()> {
+    if force {
+        return Ok(());
+    }
+    match page_size.hugetlb_dir() {
+        Some(dir) => {
+            let Some(free) = read_u64(&format!("{dir}/free_hugepages")) else {
+                return Err(Error::Resource(format!(
+                    "{} huge pages are not supported on this machine (no {dir})",
+                    page_size.name()
+                )));
+            };
+            let need = len / page_size.bytes();
+            if free < need {
+                return Err(Error::Resource(format!(
+                    "need {need} free {} huge pages, {free} are free; {}",
+                    page_size.name(),
+                    reserve_hint(len, page_size)
+                )));
+            }
+        }
+        None => {
+            if page_size == PageSize::Thp {
+                let mode = fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+                    .unwrap_or_default();
+                if mode.is_empty() || mode.contains("[never]") {
+                    return Err(Error::Resource(
+                        "transparent huge pages are disabled; enable with: echo madvise > /sys/kernel/mm/transparent_hugepage/enabled".into(),
+                    ));
+                }
+            }
+            if let Some(avail) = mem_available() {
+                if len > avail {
+                    return Err(Error::Resource(format!(
+                        "{} MB requested but only {} MB of memory is available (--force to try anyway)",
+                        len >> 20,
+                        avail >> 20
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_page_sizes() {
+        assert_eq!(PageSize::parse("2M").unwrap(), PageSize::Huge2M);
+        assert_eq!(PageSize::parse("1g").unwrap(), PageSize::Huge1G);
+        assert_eq!(PageSize::parse("4K").unwrap(), PageSize::Small);
+        assert_eq!(PageSize::parse("thp").unwrap(), PageSize::Thp);
+        assert!(PageSize::parse("3m").is_err());
+    }
+
+    #[test]
+    fn map_and_touch() {
+        let r = Region::map(8 << 20, PageSize::Small, false).unwrap();
+        assert_eq!(r.steps(), 2048);
+        // SAFETY: inside the mapping.
+        unsafe { r.as_ptr().add(r.len() - 1).write_volatile(7) };
+    }
+
+    #[test]
+    fn too_large_is_refused_before_mapping() {
+        let err = Region::map(1 << 50, PageSize::Small, false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("available"), "{err}");
+    }
+
+    #[test]
+    fn thp_region_is_aligned() {
+        if let Ok(r) = Region::map(4 << 20, PageSize::Thp, false) {
+            assert_eq!(r.as_ptr() as usize % (2 << 20), 0);
+        }
+    }
+}

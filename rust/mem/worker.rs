@@ -1,0 +1,511 @@
+//! One dirtying thread: owns a contiguous slice of the region's 4 KiB steps,
+//! writes one byte per step in the chosen pattern, checks the byte still
+//! holds what it last wrote there, paces itself, and publishes its counters
+//! and latency histogram for the sampler.
+//!
+//! The hot loops are monomorphised on (verify, latency) so the common case
+//! carries neither a branch nor a clock read per page. Memory is touched only
+//! through volatile byte accesses on raw pointers: other threads, the kernel
+//! and a migrating hypervisor all change it behind the compiler's back.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::mem::region::{Region, DIRTY_STEP};
+use crate::mem::run::Pattern;
+use crate::pace::{tighten_timer_slack, Pacer, StopFlag};
+use crate::stats::{LatencyHistogram, TickRecorder};
+
+/// The value prefaulting leaves in every page: non-zero, so migration's
+/// zero-page detection never skips a page.
+pub(crate) const PREFAULT_VALUE: u8 = 1;
+
+/// Steps per chunk at the unlimited rate: long enough to amortise the clock
+/// read and counters, short enough to notice a stop within microseconds.
+const MAX_CHUNK: u64 = 1024;
+
+/// How many pages ahead the sequential check prefetches.
+const PREFETCH_AHEAD: usize = 16;
+
+/// How many random draws ahead the random pattern prefetches.
+const RANDOM_AHEAD: usize = 8;
+
+/// A cache hint; never faults, whatever the address.
+#[inline(always)]
+fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: prefetch is a hint that does not fault on any address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+/// How often a worker hands its latency histogram to the sampler.
+const FLUSH_EVERY: Duration = Duration::from_millis(10);
+
+/// The value written on sequential pass `pass`: cycles through 1..=255, so
+/// it is never zero and always differs from the previous pass's value.
+#[inline]
+pub(crate) fn pass_value(pass: u64) -> u8 {
+    ((pass + 1) % 255 + 1) as u8
+}
+
+/// What a page holds before pass `pass` writes it.
+#[inline]
+fn before_pass(pass: u64) -> u8 {
+    if pass == 0 {
+        PREFAULT_VALUE
+    } else {
+        pass_value(pass - 1)
+    }
+}
+
+/// The next value for a page that holds `v` (random pattern): never zero.
+#[inline]
+fn next_value(v: u8) -> u8 {
+    if v == 255 {
+        1
+    } else {
+        v + 1
+    }
+}
+
+/// Counters a worker publishes; the sampler reads and resets them.
+#[derive(Debug, Default)]
+pub(crate) struct WorkerStats {
+    /// 4 KiB steps dirtied so far.
+    pub steps: AtomicU64,
+    /// Nanoseconds spent sleeping for pacing so far.
+    pub sleep_ns: AtomicU64,
+    /// Access latencies since the sampler last took them.
+    pub hist: Mutex<LatencyHistogram>,
+}
+
+/// A small, fast generator (wyrand); quality is ample for picking pages.
+#[derive(Clone, Debug)]
+pub(crate) struct WyRand(u64);
+
+impl WyRand {
+    pub(crate) fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    #[inline]
+    pub(crate) fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0xa076_1d64_78bd_642f);
+        let t = u128::from(self.0) * u128::from(self.0 ^ 0xe703_7ed1_a0b4_28db);
+        ((t >> 64) ^ t) as u64
+    }
+
+    /// Uniform in 0..n (Lemire's multiply-shift, no division).
+    #[inline]
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
+    }
+}
+
+/// What a worker is told to do.
+pub(crate) struct Job<'a> {
+    pub region: &'a Region,
+    pub first_step: u64,
+    pub steps: u64,
+    pub pattern: Pattern,
+    pub verify: bool,
+    pub latency: bool,
+    /// Steps per second for this worker; None = as fast as possible.
+    pub rate_steps: Option<f64>,
+    pub seed: u64,
+    pub stop: &'a StopFlag,
+    pub stats: &'a WorkerStats,
+}
+
+/// A worker's position, enough to know what every page should hold.
+struct State {
+    cursor: u64,
+    pass: u64,
+    rng: WyRand,
+    /// Per-step expected value (random pattern with verification).
+    shadow: Vec<u8>,
+    /// Rolling value for random writes without verification.
+    value: u8,
+    /// The next random pages, drawn ahead so they can be prefetched.
+    ahead: [u64; RANDOM_AHEAD],
+    ahead_pos: usize,
+}
+
+fn corrupt(step: u64, expected: u8, found: u8) -> Error {
+    Error::Corruption {
+        page: step,
+        offset: step * DIRTY_STEP,
+        expected,
+        found,
+    }
+}
+
+impl Job<'_> {
+    #[inline(always)]
+    fn ptr(&self, local: u64) -> *mut u8 {
+        // SAFETY: callers pass local < self.steps, so the byte lies in this
+        // worker's slice of the region.
+        unsafe {
+            self.region
+                .as_ptr()
+                .add(((self.first_step + local) * DIRTY_STEP) as usize)
+        }
+    }
+
+    fn initial_state(&self) -> State {
+        let mut st = State {
+            cursor: 0,
+            pass: 0,
+            rng: WyRand::new(self.seed),
+            shadow: if self.verify && self.pattern == Pattern::Random {
+                vec![PREFAULT_VALUE; self.steps as usize]
+            } else {
+                Vec::new()
+            },
+            value: PREFAULT_VALUE,
+            ahead: [0; RANDOM_AHEAD],
+            ahead_pos: 0,
+        };
+        for slot in &mut st.ahead {
+            *slot = st.rng.below(self.steps);
+        }
+        st
+    }
+
+    /// Runs until the stop flag is set, then checks the whole slice (with
+    /// verification on). Returns how many steps the final check covered.
+    pub(crate) fn run(&self) -> Result<u64> {
+        tighten_timer_slack();
+        let mut st = self.initial_state();
+        if self.pattern == Pattern::Once {
+            while !self.stop.sleep_until(
+                Instant::now() + Duration::from_secs(3600),
+                Duration::from_millis(20),
+            ) {}
+        } else {
+            match (self.verify, self.latency) {
+                (true, true) => self.dirty_loop::<true, true>(&mut st)?,
+                (true, false) => self.dirty_loop::<true, false>(&mut st)?,
+                (false, true) => self.dirty_loop::<false, true>(&mut st)?,
+                (false, false) => self.dirty_loop::<false, false>(&mut st)?,
+            }
+        }
+        if self.verify {
+            self.final_check(&st)?;
+            Ok(self.steps)
+        } else {
+            Ok(0)
+        }
+    }
+
+    fn dirty_loop<const VERIFY: bool, const LAT: bool>(&self, st: &mut State) -> Result<()> {
+        let mut rec = TickRecorder::new();
+        let chunk = match self.rate_steps {
+            // About 0.1 ms of work per chunk, so every 10 ms
+            // window holds many paced chunks.
+            Some(r) => ((r * 0.0001) as u64).clamp(1, MAX_CHUNK),
+            None => MAX_CHUNK,
+        };
+        let start = Instant::now();
+        let mut pacer = self
+            .rate_steps
+            .map(|r| Pacer::new(r, start, Duration::from_millis(50)));
+        let mut last_flush = start;
+        let mut result = Ok(());
+        while !self.stop.is_set() {
+            result = self.chunk::<VERIFY, LAT>(st, chunk, &mut rec);
+            if result.is_err() {
+                break;
+            }
+            self.stats.steps.fetch_add(chunk, Ordering::Relaxed);
+            let now = Instant::now();
+            if LAT && now - last_flush >= FLUSH_EVERY {
+                self.flush(&mut rec);
+                last_flush = now;
+            }
+            if let Some(p) = pacer.as_mut() {
+                let wait = p.advance(chunk, now);
+                if !wait.is_zero() {
+                    std::thread::sleep(wait);
+                    let slept = now.elapsed();
+                    self.stats
+                        .sleep_ns
+                        .fetch_add(slept.as_nanos() as u64, Ordering::Relaxed);
+                }
+            }
+        }
+        if LAT {
+            self.flush(&mut rec);
+        }
+        result
+    }
+
+    fn flush(&self, rec: &mut TickRecorder) {
+        // A poisoned lock only means a reader panicked; the data is still fine.
+        let mut shared = self.stats.hist.lock().unwrap_or_else(|e| e.into_inner());
+        rec.flush_into(&mut shared);
+    }
+
+    #[inline(always)]
+    fn chunk<const VERIFY: bool, const LAT: bool>(
+        &self,
+        st: &mut State,
+        n: u64,
+        rec: &mut TickRecorder,
+    ) -> Result<()> {
+        match self.pattern {
+            Pattern::Sequential => self.seq_chunk::<VERIFY, LAT>(st, n, rec),
+            _ => self.rand_chunk::<VERIFY, LAT>(st, n, rec),
+        }
+    }
+
+    #[inline(always)]
+    fn seq_chunk<const VERIFY: bool, const LAT: bool>(
+        &self,
+        st: &mut State,
+        n: u64,
+        rec: &mut TickRecorder,
+    ) -> Result<()> {
+        let mut expected = before_pass(st.pass);
+        let mut value = pass_value(st.pass);
+        let mut t_prev = if LAT { rec.now() } else { 0 };
+        let mut left = n;
+        while left > 0 {
+            // A contiguous run up to the end of the pass: no wrap test inside.
+            let run = left.min(self.steps - st.cursor);
+            let base = self.ptr(st.cursor);
+            for j in 0..run as usize {
+                let p = base.wrapping_add(j * DIRTY_STEP as usize);
+                if VERIFY {
+                    // The check's load waits for the line (and a page walk:
+                    // every access is on a new page); ask for both early.
+                    prefetch(p.wrapping_add(PREFETCH_AHEAD * DIRTY_STEP as usize));
+                }
+                // SAFETY: cursor + j < steps, so p is inside this worker's
+                // slice, which no other thread writes.
+                unsafe {
+                    if VERIFY {
+                        let found = p.read_volatile();
+                        if found != expected {
+                            let step = self.first_step + st.cursor + j as u64;
+                            return Err(corrupt(step, expected, found));
+                        }
+                    }
+                    p.write_volatile(value);
+                }
+                if LAT {
+                    // Chained stamps: one clock read per access; each sample is
+                    // the access plus the loop's own few nanoseconds.
+                    let t = rec.now();
+                    rec.record(t_prev, t);
+                    t_prev = t;
+                }
+            }
+            st.cursor += run;
+            left -= run;
+            if st.cursor == self.steps {
+                st.cursor = 0;
+                st.pass += 1;
+                expected = value;
+                value = pass_value(st.pass);
+            }
+        }
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn rand_chunk<const VERIFY: bool, const LAT: bool>(
+        &self,
+        st: &mut State,
+        n: u64,
+        rec: &mut TickRecorder,
+    ) -> Result<()> {
+        let mut t_prev = if LAT { rec.now() } else { 0 };
+        for _ in 0..n {
+            // Take the page drawn RANDOM_AHEAD draws ago and prefetch the
+            // one drawn now: the same uniform sequence, its misses overlapped.
+            let i = st.ahead[st.ahead_pos];
+            let next = st.rng.below(self.steps);
+            st.ahead[st.ahead_pos] = next;
+            st.ahead_pos = (st.ahead_pos + 1) % RANDOM_AHEAD;
+            prefetch(self.ptr(next));
+            if VERIFY {
+                prefetch(st.shadow.as_ptr().wrapping_add(next as usize));
+            }
+            let p = self.ptr(i);
+            // SAFETY: i < steps, so p is inside this worker's slice; the
+            // shadow has one entry per step.
+            unsafe {
+                if VERIFY {
+                    let slot = st.shadow.get_unchecked_mut(i as usize);
+                    let found = p.read_volatile();
+                    if found != *slot {
+                        return Err(corrupt(self.first_step + i, *slot, found));
+                    }
+                    *slot = next_value(found);
+                    p.write_volatile(*slot);
+                } else {
+                    st.value = next_value(st.value);
+                    p.write_volatile(st.value);
+                }
+            }
+            if LAT {
+                let t = rec.now();
+                rec.record(t_prev, t);
+                t_prev = t;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks every page of the slice against what this worker last wrote.
+    fn final_check(&self, st: &State) -> Result<()> {
+        for local in 0..self.steps {
+            let expected = match self.pattern {
+                Pattern::Once => PREFAULT_VALUE,
+                Pattern::Random => st.shadow[local as usize],
+                Pattern::Sequential if local < st.cursor => pass_value(st.pass),
+                Pattern::Sequential => before_pass(st.pass),
+            };
+            // SAFETY: local < steps: inside this worker's slice.
+            let found = unsafe { self.ptr(local).read_volatile() };
+            if found != expected {
+                return Err(corrupt(self.first_step + local, expected, found));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The dirty loop alone, on the calling thread, without pacing, sampling or
+/// the stop flag: what the benches measure. Same code as a worker runs.
+pub struct Kernel<'a> {
+    job: Job<'a>,
+    st: State,
+    rec: TickRecorder,
+}
+
+/// What a [`Kernel`] borrows: a stop flag and counters nobody reads.
+#[derive(Default)]
+pub struct KernelEnv {
+    stop: StopFlag,
+    stats: WorkerStats,
+}
+
+impl<'a> Kernel<'a> {
+    /// A kernel over the whole (prefaulted) region.
+    pub fn new(
+        env: &'a KernelEnv,
+        region: &'a Region,
+        pattern: Pattern,
+        verify: bool,
+        latency: bool,
+    ) -> Self {
+        let job = Job {
+            region,
+            first_step: 0,
+            steps: region.steps(),
+            pattern,
+            verify,
+            latency,
+            rate_steps: None,
+            seed: 0x1234_5678,
+            stop: &env.stop,
+            stats: &env.stats,
+        };
+        let st = job.initial_state();
+        Self {
+            job,
+            st,
+            rec: TickRecorder::new(),
+        }
+    }
+
+    /// Dirties `steps` 4 KiB pages (a multiple of the chunk size is best).
+    pub fn run(&mut self, steps: u64) -> Result<()> {
+        match (self.job.verify, self.job.latency) {
+            (true, true) => self
+                .job
+                .chunk::<true, true>(&mut self.st, steps, &mut self.rec),
+            (true, false) => self
+                .job
+                .chunk::<true, false>(&mut self.st, steps, &mut self.rec),
+            (false, true) => self
+                .job
+                .chunk::<false, true>(&mut self.st, steps, &mut self.rec),
+            (false, false) => self
+                .job
+                .chunk::<false, false>(&mut self.st, steps, &mut self.rec),
+        }?;
+        if self.job.latency {
+            let mut h = LatencyHistogram::new();
+            self.rec.flush_into(&mut h);
+        }
+        Ok(())
+    }
+}
+
+/// Writes [`PREFAULT_VALUE`] to every step in `first..first + count`,
+/// counting progress; stops early when asked.
+pub fn prefault(region: &Region, first: u64, count: u64, progress: &AtomicU64, stop: &StopFlag) {
+    const BATCH: u64 = 16 * 1024;
+    let mut done = 0;
+    while done < count && !stop.is_set() {
+        let n = BATCH.min(count - done);
+        for s in first + done..first + done + n {
+            // SAFETY: s < region.steps(): callers split 0..steps among threads.
+            unsafe {
+                region
+                    .as_ptr()
+                    .add((s * DIRTY_STEP) as usize)
+                    .write_volatile(PREFAULT_VALUE)
+            };
+        }
+        done += n;
+        progress.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pass_values_never_repeat_or_hit_zero() {
+        let mut prev = PREFAULT_VALUE;
+        for pass in 0..2000 {
+            let v = pass_value(pass);
+            assert_ne!(v, 0);
+            assert_ne!(v, prev, "pass {pass}");
+            assert_eq!(before_pass(pass), prev);
+            prev = v;
+        }
+    }
+
+    #[test]
+    fn next_value_skips_zero() {
+        assert_eq!(next_value(255), 1);
+        assert_eq!(next_value(1), 2);
+    }
+
+    #[test]
+    fn wyrand_below_is_in_range_and_spread() {
+        let mut r = WyRand::new(42);
+        let mut seen = [0u32; 10];
+        for _ in 0..100_000 {
+            let v = r.below(10);
+            assert!(v < 10);
+            seen[v as usize] += 1;
+        }
+        assert!(
+            seen.iter().all(|&c| (9_000..11_000).contains(&c)),
+            "{seen:?}"
+        );
+    }
+}

@@ -1,0 +1,170 @@
+//! Monotonic time, deadline pacing and the shared stop flag.
+//!
+//! Pacing is by absolute deadlines: the n-th unit of work is due at
+//! `start + n / rate`, so sleeping late once does not make every later unit
+//! late (no drift), and a caller never bursts more than one chunk ahead of
+//! the line. A caller that falls far behind (a stall, e.g. a postcopy page
+//! fault) catches up at most `max_lag` worth of work instead of bursting.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A flag shared by a run's threads; set once to make all of them stop.
+#[derive(Clone, Debug, Default)]
+pub struct StopFlag(Arc<AtomicBool>);
+
+impl StopFlag {
+    /// A new, unset flag.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Asks every holder to stop.
+    pub fn stop(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    /// True once [`StopFlag::stop`] was called.
+    #[inline]
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// Sleeps until `deadline` or until the flag is set, whichever is first,
+    /// waking at least every `slice`. Returns true if the flag is set.
+    pub fn sleep_until(&self, deadline: Instant, slice: Duration) -> bool {
+        loop {
+            if self.is_set() {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            std::thread::sleep((deadline - now).min(slice));
+        }
+    }
+}
+
+/// Asks the kernel to wake this thread's sleeps as close to their deadline
+/// as it can (the default slack is 50 us), for smooth pacing.
+pub fn tighten_timer_slack() {
+    // SAFETY: PR_SET_TIMERSLACK takes an integer argument and touches only
+    // the calling thread's scheduling attributes.
+    unsafe {
+        libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0, 0, 0);
+    }
+}
+
+/// Deadline pacer for a steady rate of work units (pages, bytes, packets).
+#[derive(Clone, Debug)]
+pub struct Pacer {
+    start: Instant,
+    /// Units per second.
+    rate: f64,
+    /// Units accounted so far.
+    done: u64,
+    /// How far behind schedule the pacer lets a caller fall before it forgets
+    /// the missed work.
+    max_lag: Duration,
+}
+
+impl Pacer {
+    /// A pacer for `rate` units per second (must be > 0), starting at `start`.
+    pub fn new(rate: f64, start: Instant, max_lag: Duration) -> Self {
+        assert!(rate > 0.0, "pacer rate must be positive");
+        Self {
+            start,
+            rate,
+            done: 0,
+            max_lag,
+        }
+    }
+
+    /// When unit number `n` (counted from the start) is due.
+    pub fn due(&self, n: u64) -> Instant {
+        self.start + Duration::from_secs_f64(n as f64 / self.rate)
+    }
+
+    /// Accounts `n` more units done at time `now`, and returns how long to
+    /// sleep before the next unit is due (zero when behind schedule).
+    pub fn advance(&mut self, n: u64, now: Instant) -> Duration {
+        self.done += n;
+        let due = self.due(self.done);
+        if due >= now {
+            return due - now;
+        }
+        if now - due > self.max_lag {
+            // Too far behind: move the schedule so we are only max_lag late,
+            // rather than bursting to make up for a stall.
+            self.start += (now - due) - self.max_lag;
+        }
+        Duration::ZERO
+    }
+
+    /// Units accounted so far.
+    pub fn done(&self) -> u64 {
+        self.done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn on_schedule_sleeps_until_due() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(1000.0, t0, Duration::from_millis(100));
+        // 10 units at 1000/s are due at +10 ms.
+        let d = p.advance(10, t0 + Duration::from_millis(4));
+        assert_eq!(d, Duration::from_millis(6));
+        assert_eq!(p.done(), 10);
+    }
+
+    #[test]
+    fn stall_is_forgotten_beyond_max_lag() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(1000.0, t0, Duration::from_millis(10));
+        // One unit, then a 1 s stall: we are 999 ms behind; only 10 ms are kept.
+        assert_eq!(p.advance(1, t0 + Duration::from_secs(1)), Duration::ZERO);
+        // The next 10 units are owed at once, the 11th must wait again.
+        assert_eq!(p.advance(10, t0 + Duration::from_secs(1)), Duration::ZERO);
+        let d = p.advance(1, t0 + Duration::from_secs(1));
+        assert!(d > Duration::ZERO && d <= Duration::from_millis(1), "{d:?}");
+    }
+
+    proptest! {
+        /// Whatever the chunking, the schedule says n units take n / rate.
+        #[test]
+        fn no_drift(rate in 1.0f64..1e7, chunks in proptest::collection::vec(1u64..1000, 1..50)) {
+            let t0 = Instant::now();
+            let mut p = Pacer::new(rate, t0, Duration::from_secs(3600));
+            let mut now = t0;
+            for c in &chunks {
+                now += p.advance(*c, now);
+            }
+            let total: u64 = chunks.iter().sum();
+            let want = total as f64 / rate;
+            let got = (now - t0).as_secs_f64();
+            prop_assert!((got - want).abs() < 1e-6 * (1.0 + want), "got {got} want {want}");
+        }
+    }
+
+    #[test]
+    fn stop_flag_wakes_sleeper() {
+        let f = StopFlag::new();
+        let g = f.clone();
+        let h = std::thread::spawn(move || {
+            g.sleep_until(
+                Instant::now() + Duration::from_secs(30),
+                Duration::from_millis(5),
+            )
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        f.stop();
+        assert!(h.join().unwrap());
+    }
+}

@@ -1,0 +1,81 @@
+"""Shared helpers: run the real CLI in a subprocess, read JSON lines."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+MIG_MON = [sys.executable, "-m", "migmon"]
+
+# The exact regex the original's plotting script uses for mm_dirty lines.
+ORIGINAL_DIRTY_RE = (
+    r"dirty-rate:\s*([\d.]+)\s*\(MB/s\),\s*time \(ms\):\s*(\d+),\s*load:\s*([\d.]+)%"
+    r"(?:,\s*lat \(us\):\s*p50=(\d+)\s+p99=(\d+)\s+max=(\d+))?"
+)
+
+
+def run_cli(*args: str, timeout: float = 60, **kw: Any) -> subprocess.CompletedProcess[str]:
+    """Runs ``mig_mon ARGS`` to completion, capturing text output."""
+    return subprocess.run(
+        [*MIG_MON, *args], capture_output=True, text=True, timeout=timeout, check=False, **kw
+    )
+
+
+def popen_cli(*args: str, **kw: Any) -> subprocess.Popen[str]:
+    """Starts ``mig_mon ARGS`` with pipes for stdout and stderr."""
+    return subprocess.Popen(
+        [*MIG_MON, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    """Every line of ``text`` parsed as JSON (all must parse)."""
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess[str], code: int | None = None) -> str:
+    """Bad input: one line on stderr starting ``mig_mon:``, no traceback,
+    a non-zero exit (the given one, if any)."""
+    assert proc.returncode != 0, proc
+    if code is not None:
+        assert proc.returncode == code, (proc.returncode, proc.stderr)
+    err = proc.stderr.strip()
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert len(err.splitlines()) == 1, proc.stderr
+    assert err.startswith("mig_mon:"), err
+    return err
+
+
+def write_proc_mem(pid: int, address: int, data: bytes) -> None:
+    """Writes into another process's memory (as root): plays a migration
+    that lost a page."""
+    fd = os.open(f"/proc/{pid}/mem", os.O_RDWR)
+    try:
+        os.pwrite(fd, data, address)
+    finally:
+        os.close(fd)
+
+
+@pytest.fixture
+def hugepages_2m() -> Iterator[int]:
+    """Reserves 2M huge pages for a test (root only) and restores the pool;
+    yields how many are free."""
+    path = Path("/proc/sys/vm/nr_hugepages")
+    old = int(path.read_text())
+    try:
+        path.write_text(str(old + 64))
+        free = int(Path("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages").read_text())
+        yield free
+    finally:
+        path.write_text(str(old))

@@ -1,0 +1,244 @@
+"""``mig_mon mm_dirty`` end to end: flags, the original's text format, rate
+accuracy, integrity detection, huge pages, signals and bad input."""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import (
+    ORIGINAL_DIRTY_RE,
+    assert_one_line_error,
+    json_lines,
+    popen_cli,
+    run_cli,
+    write_proc_mem,
+)
+
+
+def test_top_level_help_and_version() -> None:
+    for flag in ("-h", "--help"):
+        p = run_cli(flag)
+        assert p.returncode == 0
+        assert "mm_dirty" in p.stdout
+    for flag in ("-v", "--version"):
+        p = run_cli(flag)
+        assert p.returncode == 0
+        assert re.fullmatch(r"mig_mon \d+\.\d+\.\d+\n", p.stdout)
+    p = run_cli("mm_dirty", "-h")
+    assert p.returncode == 0
+    for flag in ("-m", "-r", "-p", "-L", "-P", "-T", "--duration", "--json", "--no-verify"):
+        assert flag in p.stdout
+
+
+def test_text_output_matches_the_original_format() -> None:
+    p = run_cli("mm_dirty", "-m", "64", "-r", "256", "-L", "--duration", "2.5")
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[0].startswith("Binary version: \t")
+    assert "Test memory size: \t64 (MB)" in lines
+    assert "Backend page size: \t4096 (Bytes)" in lines
+    assert "Dirty step size: \t4096 (Bytes)" in lines
+    assert "Dirty memory rate: \t256 (MB/s)" in lines
+    assert "Dirty pattern: \t\tsequential" in lines
+    assert "|   Prefault Memory      |" in lines
+    assert "|   Start Dirty Memory   |" in lines
+    rate_lines = [x for x in lines if x.startswith("dirty-rate:")]
+    assert len(rate_lines) == 2
+    for line in rate_lines:
+        m = re.fullmatch(ORIGINAL_DIRTY_RE, line)
+        assert m, line
+        assert m.group(4) is not None  # the -L tail
+        assert 900 <= int(m.group(2)) <= 1100
+    # The original's histogram on exit: a heading and 21 power-of-two buckets.
+    i = lines.index("Memory Latencies:")
+    buckets = lines[i + 1 : i + 22]
+    for n, line in enumerate(buckets):
+        m = re.fullmatch(r" *(\d+) \(us\): (\d+)", line)
+        assert m, line
+        assert int(m.group(1)) == 1 << n
+        assert len(line.split(" (us)")[0]) == 12
+    assert sum(int(b.split(": ")[1]) for b in buckets) > 0
+    assert any(x.startswith("Summary: ") for x in lines)
+
+
+def test_every_flag_and_json() -> None:
+    p = run_cli(
+        "mm_dirty",
+        "--memory",
+        "64M",
+        "--rate",
+        "100",
+        "--pattern",
+        "ran",
+        "--latency",
+        "--page-size",
+        "4K",
+        "--threads",
+        "2",
+        "--duration",
+        "1.6",
+        "--interval",
+        "0.5",
+        "--seed",
+        "7",
+        "--json",
+    )
+    assert p.returncode == 0, p.stderr
+    objs = json_lines(p.stdout)
+    assert objs[0]["type"] == "config"
+    cfg = objs[0]
+    assert cfg["size_mb"] == 64 and cfg["rate_mb_s"] == 100 and cfg["pattern"] == "random"
+    assert cfg["threads"] == 2 and cfg["record_latency"] and cfg["verify"]
+    samples = [o for o in objs if o["type"] == "sample"]
+    assert len(samples) == 3
+    for s in samples:
+        lat = s["latency"]
+        assert set(lat) >= {"p50_ns", "p90_ns", "p99_ns", "p99_9_ns", "p99_99_ns", "max_ns"}
+        assert lat["p50_ns"] <= lat["p99_ns"] <= lat["max_ns"]
+    summary = objs[-1]
+    assert summary["type"] == "summary"
+    assert summary["verified_pages"] == 64 * 256
+    assert sum(summary["buckets_us"].values()) == summary["bytes"] // 4096
+    # In JSON mode the human text goes to stderr, stdout is only JSON.
+    assert "Dirty pattern" in p.stderr
+
+
+def test_once_pattern_and_no_verify_and_gigabytes() -> None:
+    p = run_cli("mm_dirty", "-m", "1G", "-p", "once", "--duration", "1")
+    assert p.returncode == 0, p.stderr
+    assert "[Goes to sleep; please hit ctrl-c to stop this program]" in p.stdout
+    assert "Test memory size: \t1024 (MB)" in p.stdout
+    assert "Integrity: OK, 262144 pages" in p.stdout
+    p = run_cli("mm_dirty", "-m", "32", "--no-verify", "--duration", "1.2")
+    assert p.returncode == 0, p.stderr
+    assert "Integrity: not checked (--no-verify)" in p.stdout
+
+
+def test_rate_is_met() -> None:
+    p = run_cli(
+        "mm_dirty", "-m", "256", "-r", "300", "--duration", "3", "--interval", "0.5", "--json"
+    )
+    assert p.returncode == 0, p.stderr
+    objs = json_lines(p.stdout)
+    samples = [o["rate_mb_s"] for o in objs if o["type"] == "sample"]
+    assert len(samples) == 6
+    # Generous bounds for a loaded 2-core machine; the figures go in the notes.
+    for r in samples:
+        assert 240 <= r <= 330, samples
+    assert 270 <= objs[-1]["rate_mb_s"] <= 310
+
+
+@pytest.mark.parametrize("pattern", ["sequential", "random", "once"])
+def test_lost_page_is_caught(pattern: str) -> None:
+    proc = popen_cli("mm_dirty", "-m", "16", "-r", "64", "-p", pattern, "--json")
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        cfg = json_lines(proc.stdout.readline())[0]
+        # Wait until dirtying started (prefault done): the banner on stderr.
+        while "Start Dirty Memory" not in (line := proc.stderr.readline()):
+            assert line, "mm_dirty ended early"
+            if "Goes to sleep" in line:
+                break
+        time.sleep(0.3)
+        # A migration that lost page 123: it arrives as zeros.
+        write_proc_mem(proc.pid, cfg["region_address"] + 123 * 4096, b"\0")
+        if pattern == "once":
+            time.sleep(0.2)
+            proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("mig_mon: detected corrupted memory: page 123 ")
+    assert "offset 0x7b000" in line and "found 0" in line
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_prints_histogram_and_summary(sig: signal.Signals) -> None:
+    proc = popen_cli("mm_dirty", "-m", "64", "-r", "500", "-L")
+    assert proc.stdout is not None
+    seen = ""
+    deadline = time.monotonic() + 30
+    while "dirty-rate:" not in seen and time.monotonic() < deadline:
+        seen += proc.stdout.readline()
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=30)
+    out = seen + out
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    assert "Memory Latencies:" in out
+    assert len(re.findall(r"^ {0,11}\d+ \(us\): \d+$", out, re.MULTILINE)) == 21
+    assert "Summary: " in out and "Integrity: OK" in out
+
+
+def test_sigterm_while_prefaulting_is_clean() -> None:
+    proc = popen_cli("mm_dirty", "-m", "8G")
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "Integrity: not checked (stopped while prefaulting)" in out
+
+
+BAD_USAGE = [
+    ["-m", "0"],
+    ["-m", "-5"],
+    ["-m", "1.5G"],
+    ["-m", "12K"],
+    ["-m", "lots"],
+    ["-r", "0"],
+    ["-r", "fast"],
+    ["-p", "zigzag"],
+    ["-P", "3m"],
+    ["-T", "0"],
+    ["-m", "1", "-T", "300"],
+    ["--duration", "0"],
+    ["--duration", "-3"],
+    ["--interval", "0"],
+    ["-P", "1g", "-m", "512"],
+    ["--bogus"],
+    ["-m"],
+]
+
+
+@pytest.mark.parametrize("args", BAD_USAGE, ids=lambda a: " ".join(a))
+def test_bad_usage(args: list[str]) -> None:
+    assert_one_line_error(run_cli("mm_dirty", *args), code=2)
+
+
+def test_more_memory_than_the_machine_has() -> None:
+    err = assert_one_line_error(run_cli("mm_dirty", "-m", "64T"), code=1)
+    assert "--force" in err
+
+
+def test_huge_pages_not_reserved_says_how() -> None:
+    free = int(Path("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages").read_text())
+    want_mb = (free + 1) * 2
+    err = assert_one_line_error(run_cli("mm_dirty", "-P", "2m", "-m", str(want_mb)), code=1)
+    assert "nr_hugepages" in err
+
+
+def test_huge_pages_2m(hugepages_2m: int) -> None:
+    assert hugepages_2m >= 32, "could not reserve 2M huge pages for the test"
+    p = run_cli("mm_dirty", "-P", "2m", "-m", "64", "-r", "256", "--duration", "1.5")
+    assert p.returncode == 0, p.stderr
+    assert "Backend page size: \t2097152 (Bytes)" in p.stdout
+    assert "Dirty step size: \t4096 (Bytes)" in p.stdout
+    assert "Integrity: OK, 16384 pages" in p.stdout
+
+
+def test_transparent_huge_pages() -> None:
+    mode = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
+    p = run_cli("mm_dirty", "-P", "thp", "-m", "64", "--duration", "1.2")
+    if "[never]" in mode:
+        assert_one_line_error(p, code=1)
+    else:
+        assert p.returncode == 0, p.stderr
+        assert "Backend page size: \t2097152 (Bytes)" in p.stdout
