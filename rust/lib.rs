@@ -3,6 +3,7 @@
 //!
 //! - [`mem`]: a paced memory dirty workload with an integrity check
 //!   (`mm_dirty`).
+//! - [`net`]: UDP probes for guest network downtime (`server`, `client`).
 //! - [`stats`]: latency histograms and the summaries built from them.
 //! - [`units`]: the original tool's size and rate syntax.
 //! - [`pace`]: monotonic deadlines, sleeping and the shared stop flag.
@@ -12,6 +13,7 @@
 
 pub mod error;
 pub mod mem;
+pub mod net;
 pub mod pace;
 pub mod stats;
 pub mod units;

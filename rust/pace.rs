@@ -109,6 +109,23 @@ impl Pacer {
     }
 }
 
+static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+/// Nanoseconds on the monotonic clock since the process first asked; the
+/// time base of probe timestamps (only differences mean anything).
+pub fn mono_ns() -> u64 {
+    EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
+/// The wall-clock time (Unix seconds) at which [`mono_ns`] read `at_ns`.
+pub fn unix_at(at_ns: u64) -> f64 {
+    let now_mono = mono_ns();
+    let now_wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    now_wall - (now_mono.saturating_sub(at_ns)) as f64 / 1e9
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

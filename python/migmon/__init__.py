@@ -4,10 +4,20 @@ The public API; import from here, never from ``migmon._core``.
 
 * :func:`mm_dirty` / :class:`DirtyWorkload`: a paced memory dirty workload
   with an integrity check and access-latency histograms.
+* :class:`EchoServer` (in the guest) and :func:`probe` / :class:`Prober`
+  (outside): guest network downtime from UDP probes; :class:`OneWayServer`.
 """
 
 from migmon._core import Percentiles, __version__, parse_size_mb
 from migmon.dirty import DirtyOptions, DirtySample, DirtySummary, DirtyWorkload, mm_dirty
+from migmon.downtime import (
+    DowntimeEvent,
+    EchoServer,
+    OneWayServer,
+    Prober,
+    ProbeSummary,
+    probe,
+)
 from migmon.errors import (
     ConfigError,
     CorruptionError,
@@ -24,12 +34,18 @@ __all__ = [
     "DirtySample",
     "DirtySummary",
     "DirtyWorkload",
+    "DowntimeEvent",
+    "EchoServer",
     "MigmonError",
     "NetworkError",
+    "OneWayServer",
     "Percentiles",
+    "ProbeSummary",
+    "Prober",
     "ProtocolError",
     "ResourceError",
     "__version__",
     "mm_dirty",
     "parse_size_mb",
+    "probe",
 ]

@@ -12,7 +12,15 @@ import json
 import sys
 from typing import Any, TextIO
 
-from migmon._core import DirtySample, DirtySummary, Percentiles
+from migmon._core import (
+    ClientSummary,
+    DirtySample,
+    DirtySummary,
+    DowntimeEvent,
+    EchoStats,
+    Percentiles,
+    ProbeSummary,
+)
 
 __all__ = [
     "ORIGINAL_BUCKET_LABELS_US",
@@ -135,4 +143,186 @@ def dirty_summary_json(s: DirtySummary, verify: bool) -> dict[str, Any]:
         "buckets_us": None
         if s.buckets is None
         else {str(label): n for label, n in zip(ORIGINAL_BUCKET_LABELS_US, s.buckets, strict=True)},
+    }
+
+
+# ---- downtime ---------------------------------------------------------------
+
+#: What the original writes as the delay of its spike log's first line (-1
+#: as an unsigned 64-bit number); its plotting script only reads the time.
+SPIKE_LOG_MARKER = 18446744073709551615
+
+
+def _ms(ns: int | float) -> str:
+    return f"{ns / 1e6:.3f}"
+
+
+def wall_time(unix_s: float) -> str:
+    """Local wall-clock time with milliseconds."""
+    import datetime
+
+    t = datetime.datetime.fromtimestamp(unix_s)
+    return t.strftime("%Y-%m-%d %H:%M:%S.") + f"{t.microsecond // 1000:03d}"
+
+
+def status_line(now_ms: int, max_gap_ns: int, cur_gap_ns: int, extra: str = "") -> str:
+    """The original's live line ``[now_ms] max_delay: X (ms), cur: Y (ms)``."""
+    max_ms, cur_ms = max_gap_ns // 1_000_000, cur_gap_ns // 1_000_000
+    return f"[{now_ms}] max_delay: {max_ms} (ms), cur: {cur_ms} (ms){extra}"
+
+
+def event_line(e: DowntimeEvent) -> str:
+    """One downtime event, on its own line."""
+    who = f" from {e.peer}" if e.peer else ""
+    return (
+        f"downtime{who}: at {wall_time(e.start_unix_s)}, gap {_ms(e.gap_ns)} (ms), "
+        f"blackout ~{_ms(e.blackout_ns)} (ms) +/-{_ms(e.resolution_ns)}, "
+        f"probes missed {e.probes_missed}"
+    )
+
+
+def event_json(e: DowntimeEvent) -> dict[str, Any]:
+    """One downtime event as a JSON-ready dict."""
+    return {
+        "type": "event",
+        "index": e.index,
+        "peer": e.peer,
+        "start_unix_s": round(e.start_unix_s, 6),
+        "start_offset_s": round(e.start_offset_s, 6),
+        "gap_ms": round(e.gap_ns / 1e6, 3),
+        "blackout_ms": round(e.blackout_ns / 1e6, 3),
+        "resolution_ms": round(e.resolution_ns / 1e6, 3),
+        "probes_missed": e.probes_missed,
+    }
+
+
+def events_table(events: list[DowntimeEvent]) -> list[str]:
+    """The events as a plain table."""
+    if not events:
+        return []
+    lines = [f"  {'#':>3}  {'start':23}  {'gap (ms)':>10}  {'blackout (ms)':>13}  {'missed':>6}"]
+    for e in events:
+        lines.append(
+            f"  {e.index:>3}  {wall_time(e.start_unix_s):23}  {_ms(e.gap_ns):>10}  "
+            f"{_ms(e.blackout_ns):>13}  {e.probes_missed:>6}"
+        )
+    return lines
+
+
+def _rtt_us(p: Percentiles) -> str:
+    def us(v: float) -> str:
+        return f"{v / 1000:.1f}"
+
+    return (
+        f"min={us(p.min_ns)} avg={us(p.mean_ns)} p50={us(p.p50_ns)} p90={us(p.p90_ns)} "
+        f"p99={us(p.p99_ns)} p99.9={us(p.p999_ns)} max={us(p.max_ns)}"
+    )
+
+
+def probe_summary_lines(s: ProbeSummary) -> list[str]:
+    """The end-of-run summary of a probing client."""
+    lines = []
+    if s.one_way:
+        lines.append(
+            f"Summary: sent {s.sent} in {s.duration_s:.3f} s (one way), send errors {s.send_errors}"
+        )
+    else:
+        pct = 100.0 * s.lost / s.sent if s.sent else 0.0
+        lines.append(
+            f"Summary: sent {s.sent}, received {s.received}, lost {s.lost} ({pct:.2f}%), "
+            f"duplicates {s.duplicates}, reordered {s.reordered}, refused {s.refused}, "
+            f"in {s.duration_s:.3f} s"
+        )
+        if s.rtt is not None and s.rtt.count:
+            lines.append(f"RTT (us): {_rtt_us(s.rtt)}")
+    j = s.send_jitter
+    lines.append(
+        f"Send jitter (us): p50={j.p50_ns / 1000:.1f} p99={j.p99_ns / 1000:.1f} "
+        f"max={j.max_ns / 1000:.1f}"
+    )
+    if not s.one_way:
+        thr = "-" if s.threshold_ns is None else _ms(s.threshold_ns)
+        lines.append(
+            f"Downtime events: {len(s.events)} (threshold {thr} (ms), "
+            f"resolution +/-{_ms(s.interval_ns)} (ms))"
+        )
+        lines.extend(events_table(s.events))
+        lines.append(
+            f"Total downtime: {_ms(s.total_downtime_ns)} (ms), "
+            f"worst: {_ms(s.worst_downtime_ns)} (ms)"
+        )
+        if s.threshold_ns is not None and s.open_gap_ns >= s.threshold_ns:
+            lines.append(f"Outage still open at the end: no reply for {_ms(s.open_gap_ns)} (ms)")
+    return lines
+
+
+def _pct_json(p: Percentiles | None) -> dict[str, Any] | None:
+    return percentiles_json(p)
+
+
+def probe_summary_json(s: ProbeSummary) -> dict[str, Any]:
+    """The whole probe run as a JSON-ready dict."""
+    return {
+        "type": "summary",
+        "duration_s": round(s.duration_s, 6),
+        "interval_ms": s.interval_ns / 1e6,
+        "one_way": s.one_way,
+        "sent": s.sent,
+        "received": s.received,
+        "lost": s.lost,
+        "duplicates": s.duplicates,
+        "reordered": s.reordered,
+        "refused": s.refused,
+        "foreign": s.foreign,
+        "send_errors": s.send_errors,
+        "skipped": s.skipped,
+        "rtt": _pct_json(s.rtt),
+        "send_jitter": _pct_json(s.send_jitter),
+        "baseline_gap_ms": None if s.baseline_gap_ns is None else s.baseline_gap_ns / 1e6,
+        "threshold_ms": None if s.threshold_ns is None else s.threshold_ns / 1e6,
+        "max_gap_ms": s.max_gap_ns / 1e6,
+        "total_downtime_ms": s.total_downtime_ns / 1e6,
+        "worst_downtime_ms": s.worst_downtime_ns / 1e6,
+        "open_gap_ms": s.open_gap_ns / 1e6,
+        "events": [event_json(e) for e in s.events],
+    }
+
+
+def client_summary_lines(c: ClientSummary) -> list[str]:
+    """A one-way server's summary of one client."""
+    lines = [
+        f"Client {c.peer}: packets {c.packets}, probes {c.probes}, lost {c.lost}, "
+        f"reordered {c.reordered}, max_delay {_ms(c.max_gap_ns)} (ms), events {len(c.events)}"
+    ]
+    lines.extend(events_table(c.events))
+    if c.events:
+        total = sum(e.blackout_ns for e in c.events)
+        worst = max(e.blackout_ns for e in c.events)
+        lines.append(f"  Total downtime: {_ms(total)} (ms), worst: {_ms(worst)} (ms)")
+    return lines
+
+
+def client_summary_json(c: ClientSummary) -> dict[str, Any]:
+    """A one-way server's figures for one client, JSON-ready."""
+    return {
+        "peer": c.peer,
+        "packets": c.packets,
+        "probes": c.probes,
+        "lost": c.lost,
+        "reordered": c.reordered,
+        "max_gap_ms": c.max_gap_ns / 1e6,
+        "threshold_ms": None if c.threshold_ns is None else c.threshold_ns / 1e6,
+        "events": [event_json(e) for e in c.events],
+    }
+
+
+def echo_stats_json(s: EchoStats) -> dict[str, Any]:
+    """An echo server's counters, JSON-ready."""
+    return {
+        "type": "summary",
+        "packets": s.packets,
+        "bytes": s.bytes,
+        "probes": s.probes,
+        "send_errors": s.send_errors,
+        "clients": s.clients,
     }

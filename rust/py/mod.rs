@@ -4,6 +4,7 @@
 
 mod dirty;
 mod errors;
+mod net;
 mod stats;
 
 use pyo3::prelude::*;
@@ -23,5 +24,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     stats::register(m)?;
     dirty::register(m)?;
+    net::register(m)?;
     Ok(())
 }

@@ -15,6 +15,7 @@ import typer
 
 from migmon import __version__
 from migmon.cli._common import fail_line
+from migmon.cli.downtime import client_command, server_command, server_rr_command
 from migmon.cli.mm_dirty import mm_dirty_command
 from migmon.errors import ConfigError, MigmonError
 
@@ -56,6 +57,14 @@ app.command(
     help="Generate a constant memory dirty workload (with integrity check and latencies).",
     no_args_is_help=False,
 )(mm_dirty_command)
+app.command("server", help="One-way UDP receiver (in the guest): logs gaps between packets.")(
+    server_command
+)
+app.command("server_rr", help="UDP echo server (in the guest) for 'client'.")(server_rr_command)
+app.command(
+    "client", help="Probe an echo server and report network downtime (round trip; --one-way)."
+)(client_command)
+app.command("client_rr", help="The same as 'client' (the original's name for it).")(client_command)
 
 
 def main(argv: list[str] | None = None) -> int:

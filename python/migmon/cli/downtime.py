@@ -1,0 +1,365 @@
+"""``server``, ``server_rr``, ``client`` and ``client_rr``: guest network
+downtime measured with UDP probes.
+
+The text keeps the original's lines (``listening on UDP port ...``, the
+baseline lines, the live ``[now_ms] max_delay: X (ms), cur: Y (ms)``) and
+its spike log (``epoch_seconds,delay_ms`` after a marker line). On a
+terminal the live line updates in place; otherwise one line per second and
+one per event. With ``--json``, stdout carries JSON Lines (config, baseline,
+events as they happen, summary) and the text goes to stderr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from typing import Annotated, Any, TextIO
+
+import typer
+
+from migmon import __version__
+from migmon.cli._common import ignore_signals, quiet_broken_pipe, say, stop_on_signals
+from migmon.downtime import (
+    DEFAULT_PORT,
+    Baseline,
+    DowntimeEvent,
+    EchoServer,
+    NewClient,
+    NoReply,
+    OneWayServer,
+    Prober,
+)
+from migmon.report import (
+    SPIKE_LOG_MARKER,
+    client_summary_json,
+    client_summary_lines,
+    echo_stats_json,
+    emit_json,
+    event_json,
+    event_line,
+    probe_summary_json,
+    probe_summary_lines,
+    status_line,
+)
+
+PortOpt = Annotated[int, typer.Option("-p", "--port", help="UDP port.", min=1, max=65535)]
+BindOpt = Annotated[
+    str | None, typer.Option("--bind", help="Address to listen on (default: all, IPv6 and IPv4).")
+]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="JSON Lines on stdout; the human text goes to stderr.")
+]
+DurationOpt = Annotated[
+    float | None, typer.Option("--duration", help="Stop after this many seconds.", min=0.001)
+]
+ThresholdOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--threshold-ms",
+        help="A gap this long is a downtime event (default: twice the first gap, as the original).",
+        min=0.001,
+    ),
+]
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class _SpikeLog:
+    """The original's spike log: ``epoch_seconds,delay_ms`` lines, the first
+    a marker; flushed at every line so nothing is lost on a signal."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self._f = open(path, "w") if path else None  # noqa: SIM115
+
+    def marker(self) -> None:
+        self._write(f"{int(time.time())},{SPIKE_LOG_MARKER}")
+
+    def spike(self, gap_ns: int) -> None:
+        self._write(f"{int(time.time())},{gap_ns // 1_000_000}")
+
+    def _write(self, line: str) -> None:
+        if self._f is not None:
+            self._f.write(line + "\n")
+            self._f.flush()
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+
+
+class _Live:
+    """The in-place status line on a terminal, a line per second otherwise."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.tty = out.isatty()
+        self._last = 0.0
+        self._dirty = False
+
+    def due(self) -> bool:
+        period = 0.1 if self.tty else 1.0
+        return time.monotonic() - self._last >= period
+
+    def show(self, line: str) -> None:
+        self._last = time.monotonic()
+        if self.tty:
+            self.out.write("\r\x1b[K" + line)
+            self.out.flush()
+            self._dirty = True
+        else:
+            say(line, self.out)
+
+    def line(self, text: str) -> None:
+        """A line of its own (an event), not overwritten."""
+        if self._dirty:
+            self.out.write("\r\x1b[K")
+            self._dirty = False
+        say(text, self.out)
+
+    def end(self) -> None:
+        if self._dirty:
+            self.out.write("\n")
+            self.out.flush()
+            self._dirty = False
+
+
+def _deadline(duration: float | None) -> float | None:
+    return None if duration is None else time.monotonic() + duration
+
+
+def _expired(deadline: float | None) -> bool:
+    return deadline is not None and time.monotonic() >= deadline
+
+
+def client_command(
+    server_ip: Annotated[str, typer.Argument(help="The echo server (IPv4, IPv6 or host name).")],
+    interval_ms: Annotated[
+        float, typer.Argument(help="Milliseconds between probes.", min=0.001)
+    ] = 1000.0,
+    spike_log: Annotated[
+        str | None, typer.Argument(help="File for the spike log (epoch_seconds,delay_ms).")
+    ] = None,
+    port: PortOpt = DEFAULT_PORT,
+    one_way: Annotated[
+        bool, typer.Option("--one-way", help="Only send, for a one-way 'mig_mon server'.")
+    ] = False,
+    threshold_ms: ThresholdOpt = None,
+    count: Annotated[
+        int | None, typer.Option("--count", help="Stop after this many probes.", min=1)
+    ] = None,
+    duration: DurationOpt = None,
+    json_out: JsonOpt = False,
+) -> int:
+    """Probe a UDP echo server ('server_rr', in the guest) every INTERVAL_MS
+    and report the gaps in its replies: downtime events, loss, round trips.
+
+    The original's 'client_rr'; with --one-way, its one-way 'client'.
+    """
+    out = sys.stderr if json_out else sys.stdout
+    with quiet_broken_pipe(), stop_on_signals():
+        log = _SpikeLog(spike_log)
+        run = Prober(
+            server_ip,
+            interval_ms,
+            port=port,
+            threshold_ms=threshold_ms,
+            count=count,
+            duration_s=duration,
+            one_way=one_way,
+        )
+        mode = "one way" if one_way else "round trip"
+        if json_out:
+            emit_json(
+                {
+                    "type": "config",
+                    "tool": "client",
+                    "version": __version__,
+                    "server": server_ip,
+                    "port": port,
+                    "interval_ms": interval_ms,
+                    "one_way": one_way,
+                    "threshold_ms": threshold_ms,
+                    "count": count,
+                    "duration_s": duration,
+                    "spike_log": spike_log,
+                }
+            )
+        say(f"probing {server_ip} port {port} every {interval_ms:g} (ms), {mode}", out)
+        live = _Live(out)
+        with contextlib.suppress(KeyboardInterrupt):
+            while True:
+                m = run.next_message(0.1)
+                if m is not None:
+                    _client_message(m, live, log, json_out, server_ip)
+                elif run.done:
+                    break
+                if live.due() and not one_way:
+                    st = run.status
+                    live.show(status_line(_now_ms(), st.max_gap_ns, st.cur_gap_ns))
+                elif live.due():
+                    live.show(f"[{_now_ms()}] sent {run.status.sent} packets to server")
+        ignore_signals()
+        summary = run.stop()
+        for m in run.messages():
+            _client_message(m, live, log, json_out, server_ip)
+        live.end()
+        log.close()
+        for line in probe_summary_lines(summary):
+            say(line, out)
+        if json_out:
+            emit_json(probe_summary_json(summary))
+    return 0
+
+
+def _client_message(
+    m: Baseline | DowntimeEvent | NoReply, live: _Live, log: _SpikeLog, json_out: bool, host: str
+) -> None:
+    if isinstance(m, Baseline):
+        live.line(f"1st and 2nd packet latency: {m.gap_ns // 1_000_000} (ms)")
+        live.line(f"Setting spike throttle to: {m.threshold_ns // 1_000_000} (ms)")
+        if log.path:
+            live.line("Updating spike log initial timestamp")
+        log.marker()
+        if json_out:
+            emit_json(
+                {
+                    "type": "baseline",
+                    "gap_ms": m.gap_ns / 1e6,
+                    "threshold_ms": m.threshold_ns / 1e6,
+                    "unix_s": m.unix_s,
+                }
+            )
+    elif isinstance(m, DowntimeEvent):
+        log.spike(m.gap_ns)
+        live.line(event_line(m))
+        if json_out:
+            emit_json(event_json(m))
+    else:
+        live.line(
+            f"warning: no reply from {host} after {m.after_s:.0f} s: is it down, filtered, "
+            "or a one-way 'mig_mon server'? (use --one-way for that)"
+        )
+        if json_out:
+            emit_json({"type": "no_reply", "after_s": m.after_s})
+
+
+def server_rr_command(
+    port: PortOpt = DEFAULT_PORT,
+    bind: BindOpt = None,
+    duration: DurationOpt = None,
+    json_out: JsonOpt = False,
+) -> int:
+    """UDP echo server, to run in the guest: every datagram goes back
+    unchanged. Serves any number of clients; Ctrl-C or SIGTERM to stop."""
+    out = sys.stderr if json_out else sys.stdout
+    with quiet_broken_pipe(), stop_on_signals():
+        srv = EchoServer(bind=bind, port=port)
+        say(f"listening on UDP port {srv.port}...", out)
+        say("allowing multiple clients.", out)
+        if json_out:
+            emit_json({"type": "config", "tool": "server_rr", "address": srv.address})
+        live = _Live(out)
+        end = _deadline(duration)
+        last_packets = 0
+        with contextlib.suppress(KeyboardInterrupt):
+            while not _expired(end):
+                time.sleep(0.05)
+                for peer in srv.new_clients():
+                    live.line(f"new client '{peer}'")
+                    if json_out:
+                        emit_json({"type": "client", "peer": peer})
+                if live.due():
+                    st = srv.stats()
+                    if st.packets != last_packets:
+                        live.show(
+                            f"[{_now_ms()}] responding to clients: {st.packets - last_packets} "
+                            f"packets (total {st.packets}, clients {st.clients})"
+                        )
+                        last_packets = st.packets
+        ignore_signals()
+        st = srv.stop()
+        live.end()
+        say(
+            f"Summary: echoed {st.packets} packets ({st.bytes} bytes, {st.probes} mig_mon probes) "
+            f"to {st.clients} clients, send errors {st.send_errors}",
+            out,
+        )
+        if json_out:
+            emit_json(echo_stats_json(st))
+    return 0
+
+
+def server_command(
+    spike_log: Annotated[
+        str, typer.Argument(help="File for the spike log (epoch_seconds,delay_ms).")
+    ] = "/tmp/spike.log",
+    port: PortOpt = DEFAULT_PORT,
+    bind: BindOpt = None,
+    threshold_ms: ThresholdOpt = None,
+    duration: DurationOpt = None,
+    json_out: JsonOpt = False,
+) -> int:
+    """One-way UDP receiver, to run in the guest: measures the gaps between
+    each client's packets itself and logs the spikes."""
+    out = sys.stderr if json_out else sys.stdout
+    with quiet_broken_pipe(), stop_on_signals():
+        log = _SpikeLog(spike_log)
+        srv = OneWayServer(bind=bind, port=port, threshold_ms=threshold_ms)
+        say(f"listening on UDP port {srv.port}...", out)
+        say("allowing multiple clients.", out)
+        if json_out:
+            emit_json({"type": "config", "tool": "server", "address": srv.address})
+        live = _Live(out)
+        end = _deadline(duration)
+        marked = False
+        with contextlib.suppress(KeyboardInterrupt):
+            while not _expired(end):
+                m = srv.next_message(0.1)
+                if isinstance(m, NewClient):
+                    live.line(f"setting monitor target to client '{m.peer}'")
+                    if json_out:
+                        emit_json({"type": "client", "peer": m.peer})
+                elif isinstance(m, Baseline):
+                    live.line(f"{m.peer}: 1st and 2nd packet latency: {m.gap_ns // 1_000_000} (ms)")
+                    live.line(
+                        f"{m.peer}: Setting spike throttle to: {m.threshold_ns // 1_000_000} (ms)"
+                    )
+                    if not marked:
+                        log.marker()
+                        marked = True
+                    if json_out:
+                        emit_json(_baseline_json(m))
+                elif isinstance(m, DowntimeEvent):
+                    log.spike(m.gap_ns)
+                    live.line(event_line(m))
+                    if json_out:
+                        emit_json(event_json(m))
+                if live.due():
+                    for c in srv.clients():
+                        live.show(
+                            f"{status_line(_now_ms(), c.max_gap_ns, c.cur_gap_ns)} [{c.peer}]"
+                        )
+        ignore_signals()
+        clients = srv.stop()
+        live.end()
+        log.close()
+        for c in clients:
+            for line in client_summary_lines(c):
+                say(line, out)
+        if json_out:
+            emit_json({"type": "summary", "clients": [client_summary_json(c) for c in clients]})
+    return 0
+
+
+def _baseline_json(m: Baseline) -> dict[str, Any]:
+    return {
+        "type": "baseline",
+        "peer": m.peer,
+        "gap_ms": m.gap_ns / 1e6,
+        "threshold_ms": m.threshold_ns / 1e6,
+        "unix_s": m.unix_s,
+    }

@@ -1,0 +1,177 @@
+//! Turning packet arrival times into downtime: the original's spike rule
+//! and the events we report.
+//!
+//! The original takes the gap between the first two arrivals as the
+//! baseline and calls every later gap of at least twice that a spike; a
+//! user may instead give a fixed threshold. A spike is a downtime event:
+//! the gap between the last arrival before it and the one that ended it.
+//! The guest's blackout is estimated as the gap less one probe interval,
+//! good to one interval (the probe resolution).
+
+use std::net::SocketAddr;
+
+/// One downtime: no packet arrived for `gap_ns`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DowntimeEvent {
+    /// 0 for the first event of a run (per peer on a server).
+    pub index: u64,
+    /// Wall-clock time (Unix seconds) of the last arrival before the gap.
+    pub start_unix_s: f64,
+    /// Seconds from the start of the run to that arrival.
+    pub start_offset_s: f64,
+    /// Time between the arrivals around the gap, ns.
+    pub gap_ns: u64,
+    /// Estimated blackout: the gap less one interval, ns (never negative).
+    pub blackout_ns: u64,
+    /// How exact the blackout estimate is (one probe interval), ns.
+    pub resolution_ns: u64,
+    /// Probes sent in the gap that got no timely reply (round trip) or
+    /// never arrived (one way, from sequence numbers).
+    pub probes_missed: u64,
+    /// The peer, on a server that measures many.
+    pub peer: Option<SocketAddr>,
+}
+
+/// What one arrival meant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arrival {
+    /// The very first arrival: nothing to compare with yet.
+    First,
+    /// The second: the baseline gap is set (or the fixed threshold used).
+    Baseline {
+        /// Gap between the first two arrivals, ns.
+        gap_ns: u64,
+        /// Threshold from now on, ns.
+        threshold_ns: u64,
+    },
+    /// A gap below the threshold.
+    Normal {
+        /// The gap, ns.
+        gap_ns: u64,
+    },
+    /// A gap at or above the threshold: a downtime.
+    Spike {
+        /// The gap, ns.
+        gap_ns: u64,
+        /// When the previous arrival was (monotonic ns).
+        since_ns: u64,
+    },
+}
+
+/// Gap tracking for one stream of arrivals.
+#[derive(Clone, Debug, Default)]
+pub struct GapDetector {
+    fixed_ns: Option<u64>,
+    last_ns: Option<u64>,
+    threshold_ns: Option<u64>,
+    baseline_ns: Option<u64>,
+    max_gap_ns: u64,
+    cur_gap_ns: u64,
+}
+
+impl GapDetector {
+    /// A detector with the original's rule, or a fixed threshold (ns).
+    pub fn new(fixed_threshold_ns: Option<u64>) -> Self {
+        Self {
+            fixed_ns: fixed_threshold_ns,
+            ..Self::default()
+        }
+    }
+
+    /// Accounts one arrival at monotonic time `now_ns`.
+    pub fn arrive(&mut self, now_ns: u64) -> Arrival {
+        let Some(last) = self.last_ns.replace(now_ns) else {
+            return Arrival::First;
+        };
+        let gap_ns = now_ns.saturating_sub(last);
+        self.cur_gap_ns = gap_ns;
+        let Some(threshold_ns) = self.threshold_ns else {
+            let threshold_ns = self.fixed_ns.unwrap_or(gap_ns.saturating_mul(2).max(1));
+            self.threshold_ns = Some(threshold_ns);
+            self.baseline_ns = Some(gap_ns);
+            return Arrival::Baseline {
+                gap_ns,
+                threshold_ns,
+            };
+        };
+        self.max_gap_ns = self.max_gap_ns.max(gap_ns);
+        if gap_ns >= threshold_ns {
+            Arrival::Spike {
+                gap_ns,
+                since_ns: last,
+            }
+        } else {
+            Arrival::Normal { gap_ns }
+        }
+    }
+
+    /// The spike threshold, once known (ns).
+    pub fn threshold_ns(&self) -> Option<u64> {
+        self.threshold_ns
+    }
+
+    /// The baseline gap, once known (ns).
+    pub fn baseline_ns(&self) -> Option<u64> {
+        self.baseline_ns
+    }
+
+    /// Largest gap after the baseline (the original's `max_delay`), ns.
+    pub fn max_gap_ns(&self) -> u64 {
+        self.max_gap_ns
+    }
+
+    /// The latest gap (the original's `cur`), ns.
+    pub fn cur_gap_ns(&self) -> u64 {
+        self.cur_gap_ns
+    }
+
+    /// When the last arrival was (monotonic ns).
+    pub fn last_ns(&self) -> Option<u64> {
+        self.last_ns
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    #[test]
+    fn originals_rule() {
+        let mut d = GapDetector::new(None);
+        assert_eq!(d.arrive(0), Arrival::First);
+        assert_eq!(
+            d.arrive(10 * MS),
+            Arrival::Baseline {
+                gap_ns: 10 * MS,
+                threshold_ns: 20 * MS
+            }
+        );
+        assert_eq!(d.arrive(29 * MS), Arrival::Normal { gap_ns: 19 * MS });
+        assert_eq!(
+            d.arrive(49 * MS),
+            Arrival::Spike {
+                gap_ns: 20 * MS,
+                since_ns: 29 * MS
+            }
+        );
+        assert_eq!(d.max_gap_ns(), 20 * MS);
+        assert_eq!(d.cur_gap_ns(), 20 * MS);
+    }
+
+    #[test]
+    fn fixed_threshold() {
+        let mut d = GapDetector::new(Some(100 * MS));
+        d.arrive(0);
+        assert_eq!(
+            d.arrive(MS),
+            Arrival::Baseline {
+                gap_ns: MS,
+                threshold_ns: 100 * MS
+            }
+        );
+        assert!(matches!(d.arrive(50 * MS), Arrival::Normal { .. }));
+        assert!(matches!(d.arrive(400 * MS), Arrival::Spike { .. }));
+    }
+}

@@ -1,0 +1,139 @@
+//! Sockets: resolving user-given hosts, binding servers (IPv4, IPv6, dual
+//! stack), connecting clients, and waiting for a socket with ns precision.
+
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::error::{Error, Result};
+
+/// Resolves `host` (an address or a name; `[v6]` brackets allowed) and
+/// `port` to the first address found.
+pub fn resolve(host: &str, port: u16) -> Result<SocketAddr> {
+    let h = host.trim();
+    if h.is_empty() {
+        return Err(Error::invalid("empty host address"));
+    }
+    let bare = h
+        .strip_prefix('[')
+        .and_then(|s| s.strip_suffix(']'))
+        .unwrap_or(h);
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    (bare, port)
+        .to_socket_addrs()
+        .map_err(|e| Error::invalid(format!("cannot resolve host '{host}': {e}")))?
+        .next()
+        .ok_or_else(|| Error::invalid(format!("host '{host}' has no address")))
+}
+
+/// Binds a UDP socket for a server. `bind` None means every address: IPv6
+/// and IPv4 on one dual-stack socket where the machine has IPv6, else IPv4.
+pub fn bind_udp(bind: Option<&str>, port: u16) -> Result<UdpSocket> {
+    let addr = match bind {
+        Some(b) => resolve(b, port)?,
+        None => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port),
+    };
+    match bind_one(addr, bind.is_none()) {
+        Ok(s) => Ok(s),
+        // No IPv6 here: fall back to IPv4 any.
+        Err(_) if bind.is_none() => bind_one(SocketAddr::from(([0, 0, 0, 0], port)), false),
+        Err(e) => Err(e),
+    }
+}
+
+fn bind_one(addr: SocketAddr, dual: bool) -> Result<UdpSocket> {
+    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
+        .map_err(|e| Error::io("creating a UDP socket", e))?;
+    if addr.is_ipv6() && dual {
+        sock.set_only_v6(false)
+            .map_err(|e| Error::io("enabling IPv4 on an IPv6 socket", e))?;
+    }
+    // Room for the bursts a resumed guest answers with.
+    let _ = sock.set_recv_buffer_size(4 << 20);
+    sock.bind(&addr.into()).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            Error::Resource(format!(
+                "UDP port {} is already in use on {}",
+                addr.port(),
+                addr.ip()
+            ))
+        } else {
+            Error::io(format!("binding UDP {addr}"), e)
+        }
+    })?;
+    Ok(sock.into())
+}
+
+/// A UDP socket connected to `target`, from an ephemeral port.
+pub fn connect_udp(target: SocketAddr) -> Result<UdpSocket> {
+    let local: SocketAddr = if target.is_ipv6() {
+        (Ipv6Addr::UNSPECIFIED, 0).into()
+    } else {
+        ([0, 0, 0, 0], 0).into()
+    };
+    let sock = Socket::new(
+        Domain::for_address(target),
+        Type::DGRAM,
+        Some(Protocol::UDP),
+    )
+    .map_err(|e| Error::io("creating a UDP socket", e))?;
+    let _ = sock.set_recv_buffer_size(4 << 20);
+    sock.bind(&local.into())
+        .map_err(|e| Error::io("binding a UDP socket", e))?;
+    sock.connect(&target.into())
+        .map_err(|e| Error::io(format!("connecting to {target}"), e))?;
+    Ok(sock.into())
+}
+
+/// `peer` with an IPv4-mapped IPv6 address (from a dual-stack socket)
+/// shown as the IPv4 address it is.
+pub fn canonical(peer: SocketAddr) -> SocketAddr {
+    SocketAddr::new(peer.ip().to_canonical(), peer.port())
+}
+
+/// Waits until `sock` is readable or `timeout` passes (ns precision, via
+/// ppoll). Returns true when readable; EINTR counts as a timeout.
+pub fn wait_readable(sock: &impl std::os::fd::AsRawFd, timeout: std::time::Duration) -> bool {
+    let mut pfd = libc::pollfd {
+        fd: sock.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
+    };
+    // SAFETY: one valid pollfd and a valid timespec, both on our stack.
+    let rc = unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
+    rc > 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_literals_and_localhost() {
+        assert_eq!(
+            resolve("127.0.0.1", 5).unwrap(),
+            "127.0.0.1:5".parse().unwrap()
+        );
+        assert_eq!(resolve("[::1]", 5).unwrap(), "[::1]:5".parse().unwrap());
+        assert_eq!(resolve("::1", 5).unwrap(), "[::1]:5".parse().unwrap());
+        assert!(resolve("localhost", 5).is_ok());
+        assert!(resolve("", 5).is_err());
+        assert!(resolve("no.such.host.invalid", 5).is_err());
+    }
+
+    #[test]
+    fn port_in_use_is_a_resource_error() {
+        let a = bind_udp(Some("127.0.0.1"), 0).unwrap();
+        let port = a.local_addr().unwrap().port();
+        match bind_udp(Some("127.0.0.1"), port) {
+            Err(Error::Resource(m)) => assert!(m.contains("in use"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
