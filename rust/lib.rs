@@ -15,6 +15,7 @@ pub mod error;
 pub mod mem;
 pub mod net;
 pub mod pace;
+pub mod rng;
 pub mod stats;
 pub mod units;
 

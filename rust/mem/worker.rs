@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::mem::region::{Region, DIRTY_STEP};
 use crate::mem::run::Pattern;
 use crate::pace::{tighten_timer_slack, Pacer, StopFlag};
+use crate::rng::WyRand;
 use crate::stats::{LatencyHistogram, TickRecorder};
 
 /// The value prefaulting leaves in every page: non-zero, so migration's
@@ -83,29 +84,6 @@ pub(crate) struct WorkerStats {
     pub sleep_ns: AtomicU64,
     /// Access latencies since the sampler last took them.
     pub hist: Mutex<LatencyHistogram>,
-}
-
-/// A small, fast generator (wyrand); quality is ample for picking pages.
-#[derive(Clone, Debug)]
-pub(crate) struct WyRand(u64);
-
-impl WyRand {
-    pub(crate) fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    #[inline]
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0xa076_1d64_78bd_642f);
-        let t = u128::from(self.0) * u128::from(self.0 ^ 0xe703_7ed1_a0b4_28db);
-        ((t >> 64) ^ t) as u64
-    }
-
-    /// Uniform in 0..n (Lemire's multiply-shift, no division).
-    #[inline]
-    pub(crate) fn below(&mut self, n: u64) -> u64 {
-        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
-    }
 }
 
 /// What a worker is told to do.
@@ -492,20 +470,5 @@ mod tests {
     fn next_value_skips_zero() {
         assert_eq!(next_value(255), 1);
         assert_eq!(next_value(1), 2);
-    }
-
-    #[test]
-    fn wyrand_below_is_in_range_and_spread() {
-        let mut r = WyRand::new(42);
-        let mut seen = [0u32; 10];
-        for _ in 0..100_000 {
-            let v = r.below(10);
-            assert!(v < 10);
-            seen[v as usize] += 1;
-        }
-        assert!(
-            seen.iter().all(|&c| (9_000..11_000).contains(&c)),
-            "{seen:?}"
-        );
     }
 }

@@ -87,6 +87,54 @@ pub fn connect_udp(target: SocketAddr) -> Result<UdpSocket> {
     Ok(sock.into())
 }
 
+/// A listening TCP socket (SO_REUSEADDR; `bind` None = every address, IPv6
+/// and IPv4 on one dual-stack socket where the machine has IPv6).
+pub fn listen_tcp(bind: Option<&str>, port: u16) -> Result<std::net::TcpListener> {
+    let one = |addr: SocketAddr, dual: bool| -> Result<std::net::TcpListener> {
+        let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+            .map_err(|e| Error::io("creating a TCP socket", e))?;
+        if addr.is_ipv6() && dual {
+            sock.set_only_v6(false)
+                .map_err(|e| Error::io("enabling IPv4 on an IPv6 socket", e))?;
+        }
+        sock.set_reuse_address(true)
+            .map_err(|e| Error::io("setting SO_REUSEADDR", e))?;
+        sock.bind(&addr.into()).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AddrInUse {
+                Error::Resource(format!(
+                    "TCP port {} is already in use on {}",
+                    addr.port(),
+                    addr.ip()
+                ))
+            } else {
+                Error::io(format!("binding TCP {addr}"), e)
+            }
+        })?;
+        sock.listen(128).map_err(|e| Error::io("listen", e))?;
+        Ok(sock.into())
+    };
+    match bind {
+        Some(b) => one(resolve(b, port)?, false),
+        None => one(
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port),
+            true,
+        )
+        .or_else(|_| one(SocketAddr::from(([0, 0, 0, 0], port)), false)),
+    }
+}
+
+/// A TCP connection to `target` with Nagle off, giving up after `timeout`.
+pub fn connect_tcp(
+    target: SocketAddr,
+    timeout: std::time::Duration,
+) -> Result<std::net::TcpStream> {
+    let s = std::net::TcpStream::connect_timeout(&target, timeout)
+        .map_err(|e| Error::io(format!("cannot connect to {target}"), e))?;
+    s.set_nodelay(true)
+        .map_err(|e| Error::io("setting TCP_NODELAY", e))?;
+    Ok(s)
+}
+
 /// `peer` with an IPv4-mapped IPv6 address (from a dual-stack socket)
 /// shown as the IPv4 address it is.
 pub fn canonical(peer: SocketAddr) -> SocketAddr {
