@@ -6,6 +6,8 @@ The public API; import from here, never from ``migmon._core``.
   with an integrity check and access-latency histograms.
 * :class:`EchoServer` (in the guest) and :func:`probe` / :class:`Prober`
   (outside): guest network downtime from UDP probes; :class:`OneWayServer`.
+* :class:`VmDestination` and :func:`vm_source` / :class:`VmSource`:
+  emulated live-migration streams (precopy, postcopy, multifd, preempt).
 """
 
 from migmon._core import Percentiles, __version__, parse_size_mb
@@ -26,6 +28,7 @@ from migmon.errors import (
     ProtocolError,
     ResourceError,
 )
+from migmon.vm import VmDestination, VmSource, VmSrcSummary, vm_source
 
 __all__ = [
     "ConfigError",
@@ -44,8 +47,12 @@ __all__ = [
     "Prober",
     "ProtocolError",
     "ResourceError",
+    "VmDestination",
+    "VmSource",
+    "VmSrcSummary",
     "__version__",
     "mm_dirty",
     "parse_size_mb",
     "probe",
+    "vm_source",
 ]

@@ -20,6 +20,10 @@ from migmon._core import (
     EchoStats,
     Percentiles,
     ProbeSummary,
+    VmDstSample,
+    VmSessionSummary,
+    VmSrcSample,
+    VmSrcSummary,
 )
 
 __all__ = [
@@ -325,4 +329,111 @@ def echo_stats_json(s: EchoStats) -> dict[str, Any]:
         "probes": s.probes,
         "send_errors": s.send_errors,
         "clients": s.clients,
+    }
+
+
+# ---- vm ------------------------------------------------------------------------
+
+
+def vm_speed_line(s: VmSrcSample) -> str:
+    """The original's ``Speed: N (MB/s)`` with our figures after a comma."""
+    line = f"Speed: {int(s.rate_mb_s)} (MB/s)"
+    if s.channel_mb_s:
+        line += ", channels: " + " ".join(f"{c:.0f}" for c in s.channel_mb_s) + " (MB/s)"
+    if s.requests:
+        line += f", requests: {s.requests}"
+    return line
+
+
+def vm_latency_line(s: VmDstSample, with_session: bool) -> str:
+    """The original's ``Latency: average X (us), max: Y (us)`` and more."""
+    p = s.latency
+    line = (
+        f"Latency: average {int(p.mean_ns // 1000)} (us), max: {p.max_ns // 1000} (us), "
+        f"p50: {p.p50_ns / 1000:.1f} p99: {p.p99_ns / 1000:.1f} (us), requests: {p.count}"
+    )
+    if with_session:
+        line += f", session: {s.session}"
+    return line
+
+
+def vm_src_sample_json(s: VmSrcSample) -> dict[str, Any]:
+    """A source interval, JSON-ready."""
+    return {
+        "type": "sample",
+        "index": s.index,
+        "elapsed_s": round(s.elapsed_s, 6),
+        "duration_ms": s.duration_ms,
+        "bytes": s.bytes,
+        "rate_mb_s": round(s.rate_mb_s, 3),
+        "channel_mb_s": [round(c, 3) for c in s.channel_mb_s],
+        "requests": s.requests,
+    }
+
+
+def vm_src_summary_lines(s: VmSrcSummary) -> list[str]:
+    """A source's summary."""
+    return [
+        f"Summary: sent {s.bytes / (1 << 20):.0f} MB in {s.duration_s:.3f} s, "
+        f"average {s.rate_mb_s:.0f} (MB/s), peak {s.peak_mb_s:.0f} (MB/s), "
+        f"requests answered {s.requests}, channels {s.channels}, "
+        f"preempt {'yes' if s.preempt else 'no'}, end: {s.end_reason}"
+    ]
+
+
+def vm_src_summary_json(s: VmSrcSummary) -> dict[str, Any]:
+    """A source's summary, JSON-ready."""
+    return {
+        "type": "summary",
+        "duration_s": round(s.duration_s, 6),
+        "bytes": s.bytes,
+        "rate_mb_s": round(s.rate_mb_s, 3),
+        "peak_mb_s": round(s.peak_mb_s, 3),
+        "requests": s.requests,
+        "channels": s.channels,
+        "preempt": s.preempt,
+        "end_reason": s.end_reason,
+        "intervals": len(s.samples),
+    }
+
+
+def vm_dst_sample_json(s: VmDstSample) -> dict[str, Any]:
+    """A destination interval, JSON-ready."""
+    return {
+        "type": "sample",
+        "session": s.session,
+        "elapsed_s": round(s.elapsed_s, 6),
+        "duration_ms": s.duration_ms,
+        "bytes": s.bytes,
+        "rate_mb_s": round(s.rate_mb_s, 3),
+        "latency": percentiles_json(s.latency),
+    }
+
+
+def vm_session_lines(s: VmSessionSummary) -> list[str]:
+    """A destination session's summary."""
+    p = s.latency
+    line = (
+        f"Session {s.session} from {s.peer}: received {s.bytes / (1 << 20):.0f} MB in "
+        f"{s.duration_s:.3f} s, channels {s.channels}, preempt {'yes' if s.preempt else 'no'}, "
+        f"end: {s.reason}"
+    )
+    lines = [line]
+    if p.count:
+        lines.append(f"  Page requests: {p.count}, latency (us): {_rtt_us(p)}")
+    return lines
+
+
+def vm_session_json(s: VmSessionSummary) -> dict[str, Any]:
+    """A destination session's summary, JSON-ready."""
+    return {
+        "type": "session",
+        "session": s.session,
+        "peer": s.peer,
+        "duration_s": round(s.duration_s, 6),
+        "bytes": s.bytes,
+        "channels": s.channels,
+        "preempt": s.preempt,
+        "latency": percentiles_json(s.latency),
+        "reason": s.reason,
     }

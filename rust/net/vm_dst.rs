@@ -20,12 +20,12 @@ use crate::error::{Error, Result};
 use crate::net::frame::FrameReader;
 use crate::net::sock::{canonical, listen_tcp, wait_readable};
 use crate::net::vmwire::*;
-use crate::pace::{mono_ns, StopFlag};
+use crate::pace::{make_bulk_thread, mono_ns, StopFlag};
 use crate::rng::WyRand;
 use crate::stats::{LatencyHistogram, Percentiles};
 
 const NO_REQUEST: u64 = u64::MAX;
-const READ_BUF: usize = 256 * 1024;
+const READ_BUF: usize = 1024 * 1024;
 
 /// What the destination tells as it happens.
 #[derive(Clone, Debug, PartialEq)]
@@ -526,11 +526,12 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
             let result = match kind {
                 CHANNEL_MULTIFD => {
                     s.channels.fetch_add(1, Ordering::Relaxed);
+                    make_bulk_thread();
                     run_multifd(&s, &mut r)
                 }
                 CHANNEL_PREEMPT => {
                     s.preempt.store(true, Ordering::Relaxed);
-                    run_pages(&s, &mut r, false)
+                    run_pages(&s, &mut r, None)
                 }
                 k => Err(proto(format!("unknown channel kind {k}"))),
             };
@@ -636,7 +637,8 @@ fn reason(e: &io::Error) -> String {
 
 /// The main connection: pages, and the handshake that starts postcopy.
 fn run_main<R: io::Read>(s: &Arc<Session>, r: &mut FrameReader<R>, shared: &Shared) {
-    let why = match run_pages(s, r, true) {
+    let announce = || shared.push(DstMessage::Postcopy { session: s.id });
+    let why = match run_pages(s, r, Some(&announce)) {
         Err(_) if shared.stop.is_set() => "stopped".into(),
         Err(e) => reason(&e),
         Ok(()) => "connection closed".into(),
@@ -644,9 +646,21 @@ fn run_main<R: io::Read>(s: &Arc<Session>, r: &mut FrameReader<R>, shared: &Shar
     finish(shared, s, why);
 }
 
-/// SEND_PAGE messages (and, on the main connection, HANDSHAKE).
-fn run_pages<R: io::Read>(s: &Session, r: &mut FrameReader<R>, main: bool) -> io::Result<()> {
-    loop {
+/// SEND_PAGE messages (and, on the main connection, HANDSHAKE, which calls
+/// `on_handshake` once).
+fn run_pages<R: io::Read>(
+    s: &Session,
+    r: &mut FrameReader<R>,
+    on_handshake: Option<&dyn Fn()>,
+) -> io::Result<()> {
+    // Count locally, publish every few dozen pages: one shared atomic add
+    // per page costs more than the parsing.
+    let mut unpublished = 0u64;
+    let result = (|| loop {
+        if unpublished >= 32 * (HEADER_LEN + PAGE_SIZE) as u64 {
+            s.bytes
+                .fetch_add(std::mem::take(&mut unpublished), Ordering::Relaxed);
+        }
         let (magic, arg) = parse_header(r.peek(HEADER_LEN)?);
         r.consume(HEADER_LEN);
         match magic {
@@ -655,19 +669,23 @@ fn run_pages<R: io::Read>(s: &Session, r: &mut FrameReader<R>, main: bool) -> io
                     return Err(proto(format!("page index overflow: {arg:#x}")));
                 }
                 r.skip(PAGE_SIZE)?;
-                s.bytes
-                    .fetch_add((HEADER_LEN + PAGE_SIZE) as u64, Ordering::Relaxed);
+                unpublished += (HEADER_LEN + PAGE_SIZE) as u64;
                 s.req.on_page(arg, s.vm_pages)?;
             }
-            MAGIC_HANDSHAKE if main => {
+            MAGIC_HANDSHAKE if on_handshake.is_some() => {
                 s.bytes.fetch_add(HEADER_LEN as u64, Ordering::Relaxed);
                 if !s.req.active.swap(true, Ordering::AcqRel) {
+                    if let Some(f) = on_handshake {
+                        f();
+                    }
                     s.req.issue(s.vm_pages)?;
                 }
             }
             other => return Err(proto(format!("magic error: {other:#x}"))),
         }
-    }
+    })();
+    s.bytes.fetch_add(unpublished, Ordering::Relaxed);
+    result
 }
 
 /// A multifd connection: MULTIFD packets.

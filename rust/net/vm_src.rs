@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::net::frame::FrameReader;
 use crate::net::sock::connect_tcp;
 use crate::net::vmwire::*;
-use crate::pace::{Pacer, StopFlag};
+use crate::pace::{make_bulk_thread, Pacer, StopFlag};
 use crate::rng::WyRand;
 
 static ZERO_PAGE: [u8; PAGE_SIZE] = [0; PAGE_SIZE];
@@ -444,6 +444,7 @@ fn precopy_multifd(
     k: usize,
     next: &AtomicU64,
 ) -> io::Result<()> {
+    make_bulk_thread();
     let mut p = pacer(cfg, cfg.channels);
     let mut idx = [0u8; MULTIFD_PAGES * 8];
     let hdr = header(MAGIC_MULTIFD, MULTIFD_PAGES as u64);

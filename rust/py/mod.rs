@@ -6,6 +6,7 @@ mod dirty;
 mod errors;
 mod net;
 mod stats;
+mod vm;
 
 use pyo3::prelude::*;
 
@@ -25,5 +26,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     stats::register(m)?;
     dirty::register(m)?;
     net::register(m)?;
+    vm::register(m)?;
     Ok(())
 }

@@ -17,6 +17,7 @@ from migmon import __version__
 from migmon.cli._common import fail_line
 from migmon.cli.downtime import client_command, server_command, server_rr_command
 from migmon.cli.mm_dirty import mm_dirty_command
+from migmon.cli.vm import vm_command
 from migmon.errors import ConfigError, MigmonError
 
 __all__ = ["app", "main"]
@@ -57,6 +58,9 @@ app.command(
     help="Generate a constant memory dirty workload (with integrity check and latencies).",
     no_args_is_help=False,
 )(mm_dirty_command)
+app.command("vm", help="Emulate live-migration TCP streams (precopy, postcopy, multifd, preempt).")(
+    vm_command
+)
 app.command("server", help="One-way UDP receiver (in the guest): logs gaps between packets.")(
     server_command
 )
