@@ -59,8 +59,19 @@ def sockperf(seconds: float, mps: int | str) -> float:
     try:
         time.sleep(1.0)
         out = subprocess.run(
-            ["sockperf", "ping-pong", "-i", "127.0.0.1", "-p", str(port)]
-            + ["--mps", str(mps), "-t", str(int(seconds)), "--full-rtt"],
+            [
+                "sockperf",
+                "ping-pong",
+                "-i",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "--mps",
+                str(mps),
+                "-t",
+                str(int(seconds)),
+                "--full-rtt",
+            ],
             capture_output=True,
             text=True,
             check=True,

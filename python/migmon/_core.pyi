@@ -404,6 +404,7 @@ class VmSource:
         postcopy: bool = False,
         channels: int = 0,
         preempt: bool = False,
+        requests_on_main: bool = False,
         max_bandwidth_mb_s: int | None = None,
         duration_s: float | None = None,
         interval_ms: int = 1000,

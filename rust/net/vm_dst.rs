@@ -152,6 +152,8 @@ struct Session {
     peer: SocketAddr,
     start: Instant,
     vm_pages: u64,
+    /// HELLO flags (0 for the original protocol).
+    flags: u32,
     bytes: AtomicU64,
     channels: AtomicU64,
     preempt: AtomicBool,
@@ -226,7 +228,10 @@ struct Shared {
     /// Extended sessions by the id their source chose.
     by_token: Mutex<HashMap<u64, Arc<Session>>>,
     finished: Mutex<Vec<SessionSummary>>,
-    open_conns: Mutex<Vec<TcpStream>>,
+    /// A clone of every open connection, to close them all on stop; each
+    /// connection's thread removes its own when it ends.
+    open_conns: Mutex<HashMap<u64, TcpStream>>,
+    next_conn: AtomicU64,
     queue: Mutex<VecDeque<DstMessage>>,
     ready: Condvar,
     workers: Mutex<Vec<JoinHandle<()>>>,
@@ -271,7 +276,8 @@ impl VmDestination {
             sessions: Mutex::new(HashMap::new()),
             by_token: Mutex::new(HashMap::new()),
             finished: Mutex::new(Vec::new()),
-            open_conns: Mutex::new(Vec::new()),
+            open_conns: Mutex::new(HashMap::new()),
+            next_conn: AtomicU64::new(0),
             queue: Mutex::new(VecDeque::new()),
             ready: Condvar::new(),
             workers: Mutex::new(Vec::new()),
@@ -344,9 +350,9 @@ impl VmDestination {
             .open_conns
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .drain(..)
+            .drain()
         {
-            let _ = c.shutdown(Shutdown::Both);
+            let _ = c.1.shutdown(Shutdown::Both);
         }
         let sessions: Vec<_> = self
             .shared
@@ -390,35 +396,38 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
                 let peer = canonical(peer);
                 let _ = stream.set_nonblocking(false);
                 let _ = stream.set_nodelay(true);
+                let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
                 if let Ok(c) = stream.try_clone() {
-                    shared
-                        .open_conns
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(c);
+                    let mut open = shared.open_conns.lock().unwrap_or_else(|e| e.into_inner());
+                    open.insert(id, c);
                 }
                 let sh = shared.clone();
                 let spawned = std::thread::Builder::new()
                     .name("vm-dst-conn".into())
-                    .spawn(move || serve_connection(stream, peer, &sh));
+                    .spawn(move || {
+                        serve_connection(stream, peer, &sh);
+                        let mut open = sh.open_conns.lock().unwrap_or_else(|e| e.into_inner());
+                        open.remove(&id);
+                    });
                 match spawned {
                     Ok(h) => {
                         let mut w = shared.workers.lock().unwrap_or_else(|e| e.into_inner());
                         w.retain(|h| !h.is_finished());
                         w.push(h);
                     }
-                    Err(e) => shared.push(DstMessage::Rejected {
-                        peer,
-                        reason: format!("cannot start a thread: {e}"),
-                    }),
+                    Err(e) => {
+                        shared
+                            .open_conns
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .remove(&id);
+                        shared.push(DstMessage::Rejected {
+                            peer,
+                            reason: format!("cannot start a thread: {e}"),
+                        })
+                    }
                 }
             }
-            // Forget closed connections so the list does not grow.
-            shared
-                .open_conns
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .retain(|c| c.peer_addr().is_ok());
         }
         if Instant::now() >= next_tick {
             next_tick += shared.interval;
@@ -451,7 +460,7 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
     };
     match magic {
         MAGIC_SEND_PAGE | MAGIC_HANDSHAKE => {
-            let s = new_session(shared, peer, shared.vm_pages, &stream, None);
+            let s = new_session(shared, peer, shared.vm_pages, 0, &stream, None);
             shared.push(DstMessage::Connected {
                 session: s.id,
                 peer,
@@ -482,7 +491,14 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
             {
                 return reject(shared, peer, &stream, "session id already in use".into());
             }
-            let s = new_session(shared, peer, hello.vm_pages, &stream, Some(hello.session));
+            let s = new_session(
+                shared,
+                peer,
+                hello.vm_pages,
+                hello.flags,
+                &stream,
+                Some(hello.session),
+            );
             let mut w = &stream;
             if w.write_all(&header(MAGIC_HELLO_ACK, HELLO_ARG)).is_err() {
                 finish(shared, &s, "connection lost during HELLO".into());
@@ -531,6 +547,13 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
                 }
                 CHANNEL_PREEMPT => {
                     s.preempt.store(true, Ordering::Relaxed);
+                    // Requests go out on this connection from now on, unless
+                    // the source asked for QEMU's return path on main.
+                    if s.flags & FLAG_REQUESTS_ON_MAIN == 0 {
+                        if let Ok(w) = stream.try_clone() {
+                            *s.req.writer.lock().unwrap_or_else(|e| e.into_inner()) = Some(w);
+                        }
+                    }
                     run_pages(&s, &mut r, None)
                 }
                 k => Err(proto(format!("unknown channel kind {k}"))),
@@ -554,6 +577,7 @@ fn new_session(
     shared: &Shared,
     peer: SocketAddr,
     vm_pages: u64,
+    flags: u32,
     stream: &TcpStream,
     token: Option<u64>,
 ) -> Arc<Session> {
@@ -564,6 +588,7 @@ fn new_session(
         peer,
         start: now,
         vm_pages,
+        flags,
         bytes: AtomicU64::new(0),
         channels: AtomicU64::new(0),
         preempt: AtomicBool::new(false),

@@ -45,6 +45,9 @@ pub struct SrcConfig {
     pub channels: u32,
     /// Answer page requests on a separate connection.
     pub preempt: bool,
+    /// With `preempt`: keep the requests on the main connection's return
+    /// path (QEMU's layout) instead of moving them to the preempt one.
+    pub requests_on_main: bool,
     /// Cap of the precopy stream, bytes per second.
     pub max_bandwidth: Option<u64>,
     /// Stop after this long.
@@ -78,6 +81,9 @@ impl SrcConfig {
             return Err(Error::invalid(
                 "--preempt is for postcopy requests: add -t postcopy",
             ));
+        }
+        if self.requests_on_main && !self.preempt {
+            return Err(Error::invalid("--return-path main is for --preempt"));
         }
         if self.max_bandwidth == Some(0) {
             return Err(Error::invalid("--max-bandwidth must be greater than zero"));
@@ -239,7 +245,12 @@ impl VmSource {
             let session =
                 WyRand::new(crate::pace::mono_ns() ^ u64::from(std::process::id())).next_u64();
             let flags = if cfg.channels > 0 { FLAG_MULTIFD } else { 0 }
-                | if cfg.preempt { FLAG_PREEMPT } else { 0 };
+                | if cfg.preempt { FLAG_PREEMPT } else { 0 }
+                | if cfg.requests_on_main {
+                    FLAG_REQUESTS_ON_MAIN
+                } else {
+                    0
+                };
             hello(
                 &mut main,
                 &Hello {
@@ -532,11 +543,20 @@ fn run(
     let next_page = AtomicU64::new(0);
     let mut samples = Vec::new();
     std::thread::scope(|s| {
+        let preempt_reader = preempt.as_ref().and_then(|p| p.try_clone().ok());
         s.spawn(|| {
             if let Err(e) = answer_requests(cfg, sh, main, preempt) {
                 sh.fail(describe(&e));
             }
         });
+        if let Some(pr) = preempt_reader {
+            let pw = pr.try_clone().ok();
+            s.spawn(move || {
+                if let Err(e) = answer_requests(cfg, sh, pr, pw) {
+                    sh.fail(describe(&e));
+                }
+            });
+        }
         if cfg.precopy && channels.is_empty() {
             s.spawn(|| {
                 if let Err(e) = precopy_main(cfg, sh) {
@@ -642,6 +662,7 @@ mod tests {
             postcopy: true,
             channels: 0,
             preempt: false,
+            requests_on_main: false,
             max_bandwidth: None,
             duration: Some(Duration::from_millis(1200)),
             interval: Duration::from_millis(300),

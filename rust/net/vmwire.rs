@@ -47,6 +47,10 @@ pub const EXT_VERSION: u32 = 1;
 pub const FLAG_MULTIFD: u32 = 1;
 /// HELLO flag: requested pages come back over a preempt connection.
 pub const FLAG_PREEMPT: u32 = 2;
+/// HELLO flag (with FLAG_PREEMPT): page requests stay on the main
+/// connection's return path, as QEMU sends them; without it they move to
+/// the preempt connection with the pages.
+pub const FLAG_REQUESTS_ON_MAIN: u32 = 4;
 /// CHANNEL kind: a multifd connection.
 pub const CHANNEL_MULTIFD: u64 = 1;
 /// CHANNEL kind: the postcopy-preempt connection.

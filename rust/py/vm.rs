@@ -259,8 +259,8 @@ pub struct PyVmSource {
 impl PyVmSource {
     #[new]
     #[pyo3(signature = (host, *, port=crate::net::DEFAULT_PORT, vm_size_gb=1024, precopy=true,
-        postcopy=false, channels=0, preempt=false, max_bandwidth_mb_s=None, duration_s=None,
-        interval_ms=1000))]
+        postcopy=false, channels=0, preempt=false, requests_on_main=false, max_bandwidth_mb_s=None,
+        duration_s=None, interval_ms=1000))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -271,6 +271,7 @@ impl PyVmSource {
         postcopy: bool,
         channels: u32,
         preempt: bool,
+        requests_on_main: bool,
         max_bandwidth_mb_s: Option<u64>,
         duration_s: Option<f64>,
         interval_ms: u64,
@@ -288,6 +289,7 @@ impl PyVmSource {
             postcopy,
             channels,
             preempt,
+            requests_on_main,
             max_bandwidth: max_bandwidth_mb_s.map(|m| m.saturating_mul(1 << 20)),
             duration,
             interval: interval(interval_ms)?,

@@ -79,6 +79,14 @@ def vm_command(
         bool,
         typer.Option("--preempt", help="Source: answer page requests on their own connection."),
     ] = False,
+    return_path: Annotated[
+        str,
+        typer.Option(
+            "--return-path",
+            help="With --preempt, where page requests travel: 'preempt' (with the pages) or "
+            "'main' (QEMU's return path, behind the stream's socket).",
+        ),
+    ] = "preempt",
     max_bandwidth: Annotated[
         str | None,
         typer.Option("--max-bandwidth", help="Source: cap the precopy stream (MB/s; M, G, T)."),
@@ -96,13 +104,15 @@ def vm_command(
     if dst:
         if tests:
             raise ConfigError("precopy/postcopy need to be specified on src VM")
-        if channels or preempt or max_bandwidth is not None:
+        if channels or preempt or max_bandwidth is not None or return_path != "preempt":
             raise ConfigError("--channels, --preempt and --max-bandwidth are source options")
         return _run_dst(bind, port, size_gb, duration, interval, json_out, out)
     if host is None:
         raise ConfigError("please specify dst VM address using '-H'")
     if bind is not None:
         raise ConfigError("--bind is a destination option")
+    if return_path not in ("preempt", "main"):
+        raise ConfigError(f"unknown --return-path '{return_path}' (expected preempt or main)")
     chosen = set(tests or ["precopy"])
     unknown = chosen - set(_TESTS)
     if unknown:
@@ -121,6 +131,7 @@ def vm_command(
         "postcopy" in chosen,
         channels,
         preempt,
+        return_path == "main",
         cap,
         duration,
         interval,
@@ -137,6 +148,7 @@ def _run_src(
     postcopy: bool,
     channels: int,
     preempt: bool,
+    requests_on_main: bool,
     cap: int | None,
     duration: float | None,
     interval: float,
@@ -153,6 +165,7 @@ def _run_src(
             postcopy=postcopy,
             channels=channels,
             preempt=preempt,
+            requests_on_main=requests_on_main,
             max_bandwidth_mb_s=cap,
             duration_s=duration,
             interval_s=interval,
@@ -172,6 +185,7 @@ def _run_src(
                     "postcopy": postcopy,
                     "channels": channels,
                     "preempt": preempt,
+                    "return_path": "main" if requests_on_main else "preempt",
                     "max_bandwidth_mb_s": cap,
                     "duration_s": duration,
                 }
