@@ -234,9 +234,9 @@ def test_sigstop_outage_is_one_accurate_event(
         r = p.stop()
     assert len(r.events) == 1, [e.gap_ns for e in r.events]
     e = r.events[0]
-    # The estimate is good to one interval (its stated resolution), and
-    # within 15 ms where the interval is finer than that.
-    tolerance_ms = max(15.0, interval_ms)
+    # The estimate is good to one interval (its stated resolution) plus the
+    # timing noise of a loaded machine: within 15 ms at fine intervals.
+    tolerance_ms = 15.0 if interval_ms <= 15 else interval_ms + 15.0
     assert abs(e.blackout_ns / 1e6 - 300) <= tolerance_ms, e
     assert e.resolution_ns == interval_ms * 1_000_000
     expected_missed = 300 / interval_ms

@@ -437,3 +437,49 @@ def vm_session_json(s: VmSessionSummary) -> dict[str, Any]:
         "latency": percentiles_json(s.latency),
         "reason": s.reason,
     }
+
+
+# ---- summaries on a terminal ---------------------------------------------------
+
+
+def summary_rows(summary: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    """The figures of a JSON summary as (name, value) rows; nested objects
+    (percentiles) flatten to ``latency.p99_ns``; lists are left out (the
+    events have their own table)."""
+    rows: list[tuple[str, str]] = []
+    for k, v in summary.items():
+        if k == "type" or isinstance(v, list):
+            continue
+        name = f"{prefix}{k}"
+        if isinstance(v, dict):
+            rows += summary_rows(v, prefix=f"{name}.")
+        elif isinstance(v, float):
+            rows.append((name, f"{v:,.3f}"))
+        elif isinstance(v, int) and not isinstance(v, bool):
+            rows.append((name, f"{v:,}"))
+        else:
+            rows.append((name, "-" if v is None else str(v)))
+    return rows
+
+
+def print_summary(title: str, summary: dict[str, Any], plain: list[str], out: TextIO) -> None:
+    """On a terminal, a table of every figure of the JSON summary; otherwise
+    the plain lines (which parsers and logs read)."""
+    if not out.isatty():
+        for line in plain:
+            out.write(line + "\n")
+        out.flush()
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_header=True, header_style="bold")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for name, value in summary_rows(summary):
+        table.add_row(name, value)
+    console = Console(file=out)
+    console.print(table)
+    for line in plain:
+        if line.startswith("  ") or line.startswith("Downtime events"):
+            console.print(line, highlight=False, markup=False)

@@ -17,6 +17,7 @@ from migmon import __version__
 from migmon.cli._common import fail_line
 from migmon.cli.downtime import client_command, server_command, server_rr_command
 from migmon.cli.mm_dirty import mm_dirty_command
+from migmon.cli.plot import plot_command
 from migmon.cli.vm import vm_command
 from migmon.errors import ConfigError, MigmonError
 
@@ -61,6 +62,7 @@ app.command(
 app.command("vm", help="Emulate live-migration TCP streams (precopy, postcopy, multifd, preempt).")(
     vm_command
 )
+app.command("plot", help="Plot runs: downtime, dirty rate and latency, bandwidth.")(plot_command)
 app.command("server", help="One-way UDP receiver (in the guest): logs gaps between packets.")(
     server_command
 )

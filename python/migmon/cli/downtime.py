@@ -38,6 +38,7 @@ from migmon.report import (
     emit_json,
     event_json,
     event_line,
+    print_summary,
     probe_summary_json,
     probe_summary_lines,
     status_line,
@@ -208,8 +209,9 @@ def client_command(
             _client_message(m, live, log, json_out, server_ip)
         live.end()
         log.close()
-        for line in probe_summary_lines(summary):
-            say(line, out)
+        print_summary(
+            "client summary", probe_summary_json(summary), probe_summary_lines(summary), out
+        )
         if json_out:
             emit_json(probe_summary_json(summary))
     return 0
@@ -283,11 +285,11 @@ def server_rr_command(
         ignore_signals()
         st = srv.stop()
         live.end()
-        say(
+        line = (
             f"Summary: echoed {st.packets} packets ({st.bytes} bytes, {st.probes} mig_mon probes) "
-            f"to {st.clients} clients, send errors {st.send_errors}",
-            out,
+            f"to {st.clients} clients, send errors {st.send_errors}"
         )
+        print_summary("server_rr summary", echo_stats_json(st), [line], out)
         if json_out:
             emit_json(echo_stats_json(st))
     return 0
@@ -348,8 +350,7 @@ def server_command(
         live.end()
         log.close()
         for c in clients:
-            for line in client_summary_lines(c):
-                say(line, out)
+            print_summary(f"client {c.peer}", client_summary_json(c), client_summary_lines(c), out)
         if json_out:
             emit_json({"type": "summary", "clients": [client_summary_json(c) for c in clients]})
     return 0

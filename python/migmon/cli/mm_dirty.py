@@ -27,6 +27,7 @@ from migmon.report import (
     dirty_summary_lines,
     emit_json,
     latency_buckets_lines,
+    print_summary,
 )
 
 _RULE = "+------------------------+"
@@ -176,8 +177,12 @@ def mm_dirty_command(
         if opts.record_latency and summary.buckets is not None and not json_out:
             for line in latency_buckets_lines(summary.buckets):
                 say(line, out)
-        for line in dirty_summary_lines(summary, opts.verify):
-            say(line, out)
+        print_summary(
+            "mm_dirty summary",
+            dirty_summary_json(summary, opts.verify),
+            dirty_summary_lines(summary, opts.verify),
+            out,
+        )
         if json_out:
             emit_json(dirty_summary_json(summary, opts.verify))
     return 0

@@ -20,6 +20,7 @@ from migmon.cli._common import ignore_signals, quiet_broken_pipe, say, stop_on_s
 from migmon.errors import ConfigError, MigmonError
 from migmon.report import (
     emit_json,
+    print_summary,
     vm_dst_sample_json,
     vm_latency_line,
     vm_session_json,
@@ -209,8 +210,9 @@ def _run_src(
             if json_out:
                 emit_json(vm_src_sample_json(s))
         say(f"Dropped connection to dst VM {host}.", out)
-        for line in vm_src_summary_lines(summary):
-            say(line, out)
+        print_summary(
+            "vm source summary", vm_src_summary_json(summary), vm_src_summary_lines(summary), out
+        )
         if json_out:
             emit_json(vm_src_summary_json(summary))
     return 0
@@ -252,8 +254,7 @@ def _run_dst(
         for s in d.stop():
             if s.session not in already:
                 say(f"Dropped connection from src VM {_host_of(s.peer)}.", out)
-                for line in vm_session_lines(s):
-                    say(line, out)
+                print_summary(f"session {s.session}", vm_session_json(s), vm_session_lines(s), out)
                 if json_out:
                     emit_json(vm_session_json(s))
     return 0
@@ -284,8 +285,7 @@ def _dst_message(
         say(f"Dropped connection from src VM {_host_of(m.peer)}.", out)
         for s in d.finished():
             if s.session == m.session:
-                for line in vm_session_lines(s):
-                    say(line, out)
+                print_summary(f"session {s.session}", vm_session_json(s), vm_session_lines(s), out)
                 if json_out:
                     emit_json(vm_session_json(s))
     else:

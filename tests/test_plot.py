@@ -1,0 +1,213 @@
+"""``mig_mon plot`` and :mod:`migmon.plot`: every input kind, from our
+output and from hand-written samples of the original's formats, becomes a
+figure whose plotted data equals the parsed data."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import assert_one_line_error, popen_cli, run_cli
+from migmon.parse import ParseError, parse_file, parse_text
+from migmon.plot import plot_files, plot_series
+
+ORIGINAL_SPIKE_LOG = """\
+1700000000,18446744073709551615
+1700000012,312
+1700000030,1020
+"""
+
+ORIGINAL_DIRTY = """\
+Binary version: \t0.2.5
+Test memory size: \t512 (MB)
++------------------------+
+|   Start Dirty Memory   |
++------------------------+
+dirty-rate: 500 (MB/s), time (ms): 1000, load: 12.50%
+dirty-rate: 498 (MB/s), time (ms): 1001, load: 12.71%
+dirty-rate: 502 (MB/s), time (ms): 999, load: 12.40%
+"""
+
+ORIGINAL_DIRTY_L = """\
+dirty-rate: 500 (MB/s), time (ms): 1000, load: 12.50%, lat (us): p50=1 p99=3 max=40
+dirty-rate: 499 (MB/s), time (ms): 1000, load: 12.60%, lat (us): p50=1 p99=9 max=2100
+"""
+
+ORIGINAL_VM_SRC = """\
+Start emulation of src VM.
+Connected to dst VM 10.0.0.2.
+Starting PRECOPY streaming test...
+Speed: 2900 (MB/s)
+Speed: 3010 (MB/s)
+"""
+
+ORIGINAL_VM_DST = """\
+Start emulation of dst VM.
+Connected from src VM 10.0.0.1.
+Starting POSTCOPY request-response test...
+Latency: average 52 (us), max: 2012 (us)
+Latency: average 47 (us), max: 3100 (us)
+Latency: average 61 (us), max: 2500 (us)
+"""
+
+
+def free_port(kind: int) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def lines_of(fig: object, ax: int = 0) -> list[tuple[list[float], list[float]]]:
+    a = fig.axes[ax]  # type: ignore[attr-defined]
+    return [(list(x.get_xdata()), list(x.get_ydata())) for x in a.get_lines()]
+
+
+def write(tmp: Path, name: str, text: str) -> Path:
+    p = tmp / name
+    p.write_text(text)
+    return p
+
+
+def test_original_spike_log(tmp_path: Path) -> None:
+    s = parse_text(ORIGINAL_SPIKE_LOG, "spike.log")
+    assert s.kind == "downtime"
+    assert s.x == [12.0, 30.0] and s.columns["delay_ms"] == [312.0, 1020.0]
+    fig = plot_series([s])
+    assert lines_of(fig) == [(s.x, s.columns["delay_ms"])]
+    # -1 as the marker (as some writers put it) reads the same.
+    s2 = parse_text(ORIGINAL_SPIKE_LOG.replace("18446744073709551615", "-1"))
+    assert s2.x == s.x
+
+
+def test_original_mm_dirty_text_with_and_without_latencies() -> None:
+    s = parse_text(ORIGINAL_DIRTY)
+    assert s.kind == "dirty"
+    assert s.columns["rate_mb_s"] == [500, 498, 502]
+    assert s.x == pytest.approx([1.0, 2.001, 3.0])
+    fig = plot_series([s])
+    assert len(fig.axes) == 2
+    assert lines_of(fig, 0) == [(s.x, s.columns["rate_mb_s"])]
+    assert lines_of(fig, 1) == [(s.x, s.columns["load_pct"])]
+    s = parse_text(ORIGINAL_DIRTY_L)
+    fig = plot_series([s])
+    assert len(fig.axes) == 3 and fig.axes[2].get_yscale() == "log"
+    assert [y for _, y in lines_of(fig, 2)] == [[1, 1], [3, 9], [40, 2100]]
+
+
+def test_original_vm_text() -> None:
+    src = parse_text(ORIGINAL_VM_SRC)
+    assert src.kind == "vm_src" and src.columns["rate_mb_s"] == [2900, 3010]
+    assert lines_of(plot_series([src])) == [([1.0, 2.0], [2900.0, 3010.0])]
+    dst = parse_text(ORIGINAL_VM_DST)
+    assert dst.kind == "vm_dst"
+    fig = plot_series([dst])
+    assert [y for _, y in lines_of(fig)] == [[52, 47, 61], [2012, 3100, 2500]]
+
+
+def test_overlay_has_a_legend_named_after_the_files(tmp_path: Path) -> None:
+    a = write(tmp_path, "no-preempt.txt", ORIGINAL_VM_DST)
+    b = write(tmp_path, "preempt.txt", ORIGINAL_VM_DST.replace("average 52", "average 30"))
+    fig = plot_files([a, b])
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert any(x.startswith("no-preempt.txt") for x in labels)
+    assert any(x.startswith("preempt.txt") for x in labels)
+
+
+def test_our_json_of_mm_dirty_and_vm(tmp_path: Path) -> None:
+    p = run_cli("mm_dirty", "-m", "32", "-r", "100", "-L", "--duration", "2.2", "--interval", "0.5",
+                "--json")  # fmt: skip
+    dirty = write(tmp_path, "dirty.json", p.stdout)
+    s = parse_file(dirty)
+    assert s.kind == "dirty" and len(s.x) == 4 and "p99_us" in s.columns
+    fig = plot_files([dirty])
+    assert lines_of(fig, 0) == [(s.x, s.columns["rate_mb_s"])]
+
+    port = str(free_port(socket.SOCK_STREAM))
+    port_proc = popen_cli("vm", "-d", "-p", port, "--json", "--interval", "0.5")
+    try:
+        time.sleep(1.0)
+        src = run_cli("vm", "-s", "-H", "127.0.0.1", "-p", port, "-t", "precopy", "-t",
+                      "postcopy", "--channels", "2", "--duration", "2", "--interval", "0.5",
+                      "--json")  # fmt: skip
+    finally:
+        port_proc.send_signal(signal.SIGTERM)
+        dst_out, _ = port_proc.communicate(timeout=15)
+    src_file = write(tmp_path, "src.json", src.stdout)
+    s = parse_file(src_file)
+    assert s.kind == "vm_src" and {"channel0_mb_s", "channel1_mb_s"} <= set(s.columns)
+    fig = plot_files([src_file])
+    assert lines_of(fig)[0] == (s.x, s.columns["rate_mb_s"])
+    assert len(lines_of(fig)) == 3  # total and two channels
+    dst_file = write(tmp_path, "dst.json", dst_out)
+    d = parse_file(dst_file)
+    assert d.kind == "vm_dst" and len(d.x) >= 3
+    assert lines_of(plot_files([dst_file]))[0] == (d.x, d.columns["avg_us"])
+
+
+def test_our_json_of_a_downtime_run(tmp_path: Path) -> None:
+    port = str(free_port(socket.SOCK_DGRAM))
+    srv = popen_cli("server_rr", "-p", port)
+    try:
+        time.sleep(1.0)
+        cli = popen_cli("client", "127.0.0.1", "10", "-p", port, "--duration", "2.5", "--json")
+        time.sleep(1.0)
+        os.kill(srv.pid, signal.SIGSTOP)
+        time.sleep(0.3)
+        os.kill(srv.pid, signal.SIGCONT)
+        out, _ = cli.communicate(timeout=30)
+    finally:
+        srv.send_signal(signal.SIGTERM)
+        srv.communicate(timeout=10)
+    f = write(tmp_path, "client.json", out)
+    s = parse_file(f)
+    assert s.kind == "downtime" and len(s.events) == 1
+    fig = plot_files([f])
+    assert lines_of(fig) == [([s.events[0][0]], [s.events[0][1]])]
+    # The event is labelled with its blackout.
+    assert any("ms" in t.get_text() for t in fig.axes[0].texts)
+
+
+@pytest.mark.parametrize("ext", [".png", ".svg", ".pdf"])
+def test_cli_writes_each_image_type(tmp_path: Path, ext: str) -> None:
+    src = write(tmp_path, "spike.log", ORIGINAL_SPIKE_LOG)
+    out = tmp_path / f"out{ext}"
+    p = run_cli("plot", str(src), "-o", str(out))
+    assert p.returncode == 0, p.stderr
+    head = out.read_bytes()[:5]
+    assert head.startswith({".png": b"\x89PNG", ".svg": b"<?xml", ".pdf": b"%PDF"}[ext])
+
+
+def test_unreadable_inputs(tmp_path: Path) -> None:
+    junk = write(tmp_path, "junk.txt", "hello\nworld\n")
+    err = assert_one_line_error(run_cli("plot", str(junk), "-o", str(tmp_path / "x.png")), code=2)
+    assert "junk.txt" in err and "not a spike log" in err
+    assert_one_line_error(run_cli("plot", str(tmp_path / "missing"), "-o", str(tmp_path / "x.png")))
+    a = write(tmp_path, "a.log", ORIGINAL_SPIKE_LOG)
+    b = write(tmp_path, "b.txt", ORIGINAL_DIRTY)
+    err = assert_one_line_error(run_cli("plot", str(a), str(b), "-o", str(tmp_path / "x.png")))
+    assert "different kinds" in err
+    assert_one_line_error(run_cli("plot", str(a), "-o", str(tmp_path / "x.gif")), code=2)
+    with pytest.raises(ParseError):
+        parse_text('{"type":"sample"}\n')
+
+
+def test_without_matplotlib_says_how_to_install(tmp_path: Path) -> None:
+    # A stand-in package that fails to import, ahead of the real one.
+    fake = tmp_path / "fake" / "matplotlib"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('no matplotlib here')\n")
+    src = write(tmp_path, "spike.log", ORIGINAL_SPIKE_LOG)
+    env = dict(os.environ, PYTHONPATH=str(tmp_path / "fake"))
+    p = subprocess.run(
+        [sys.executable, "-m", "migmon", "plot", str(src), "-o", str(tmp_path / "x.png")],
+        capture_output=True, text=True, env=env, timeout=60, check=False,
+    )  # fmt: skip
+    err = assert_one_line_error(p, code=1)
+    assert "pip install 'mig_mon[plot]'" in err
