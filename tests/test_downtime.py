@@ -391,3 +391,14 @@ def test_port_in_use() -> None:
         assert "in use" in err
         err = assert_one_line_error(run_cli("server", "/tmp/x.log", "-p", str(port)), code=1)
         assert "in use" in err
+
+
+def test_ipv6_and_dual_stack() -> None:
+    with EchoServer(bind="::1", port=0) as srv:
+        r = migmon.probe("::1", 5, port=srv.port, count=20)
+        assert (r.sent, r.received) == (20, 20)
+    # Default bind: IPv6 and IPv4 on one socket.
+    with EchoServer(port=0) as srv:
+        for host in ("127.0.0.1", "::1", "localhost"):
+            r = migmon.probe(host, 5, port=srv.port, count=10)
+            assert r.received == 10, host

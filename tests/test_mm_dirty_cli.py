@@ -242,3 +242,20 @@ def test_transparent_huge_pages() -> None:
     else:
         assert p.returncode == 0, p.stderr
         assert "Backend page size: \t2097152 (Bytes)" in p.stdout
+
+
+def test_huge_pages_1g() -> None:
+    pool = Path("/sys/kernel/mm/hugepages/hugepages-1048576kB")
+    old = int((pool / "nr_hugepages").read_text())
+    try:
+        (pool / "nr_hugepages").write_text(str(old + 1))
+        free = int((pool / "free_hugepages").read_text())
+        p = run_cli("mm_dirty", "-P", "1g", "-m", "1G", "-r", "512", "--duration", "1.2")
+        if free >= 1:
+            assert p.returncode == 0, p.stderr
+            assert "Backend page size: \t1073741824 (Bytes)" in p.stdout
+            assert "Integrity: OK, 262144 pages" in p.stdout
+        else:  # the kernel could not find a free gigabyte: say how to reserve
+            assert "nr_hugepages" in assert_one_line_error(p, code=1)
+    finally:
+        (pool / "nr_hugepages").write_text(str(old))

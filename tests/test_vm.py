@@ -406,3 +406,19 @@ def test_destination_port_in_use(tmp_path: Path) -> None:
         s.listen(1)
         err = assert_one_line_error(run_cli("vm", "-d", "-p", str(s.getsockname()[1])), code=1)
     assert "in use" in err
+
+
+def test_sources_at_once_each_get_their_session() -> None:
+    with VmDestination(bind="127.0.0.1", port=0, vm_size_gb=2) as d:
+        a = migmon.VmSource("127.0.0.1", port=d.port, vm_size_gb=2, postcopy=True, duration_s=1.5)
+        b = migmon.VmSource(
+            "127.0.0.1", port=d.port, vm_size_gb=2, precopy=False, postcopy=True, duration_s=1.5
+        )
+        while not (a.done and b.done):
+            time.sleep(0.05)
+        sa, sb = a.stop(), b.stop()
+        time.sleep(0.3)
+        sessions = d.stop()
+    assert sa.requests > 0 and sb.requests > 0
+    assert len(sessions) == 2
+    assert all(s.latency.count > 0 for s in sessions)

@@ -448,7 +448,8 @@ def summary_rows(summary: dict[str, Any], prefix: str = "") -> list[tuple[str, s
     events have their own table)."""
     rows: list[tuple[str, str]] = []
     for k, v in summary.items():
-        if k == "type" or isinstance(v, list):
+        # The buckets have their own table (the original's histogram).
+        if k in ("type", "buckets_us") or isinstance(v, list):
             continue
         name = f"{prefix}{k}"
         if isinstance(v, dict):
