@@ -17,6 +17,7 @@ pub mod net;
 pub mod pace;
 pub mod rng;
 pub mod stats;
+pub mod sync;
 pub mod units;
 
 #[cfg(feature = "python")]

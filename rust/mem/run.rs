@@ -7,10 +7,8 @@
 //! can check for signals between polls) and end it with [`DirtyRun::stop`],
 //! which joins every thread and returns the [`DirtySummary`].
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -18,6 +16,7 @@ use crate::mem::region::{PageSize, Region, DIRTY_STEP};
 use crate::mem::worker::{prefault, Job, WorkerStats};
 use crate::pace::StopFlag;
 use crate::stats::{LatencyHistogram, Percentiles, ORIGINAL_BUCKETS};
+use crate::sync::{Mailbox, Task};
 use crate::units::MB;
 
 /// How pages are chosen.
@@ -199,16 +198,14 @@ struct Shared {
     stop: StopFlag,
     phase: AtomicU8,
     prefaulted: AtomicU64,
-    queue: Mutex<VecDeque<DirtySample>>,
-    ready: Condvar,
+    samples: Mailbox<DirtySample>,
 }
 
 impl Shared {
     fn set_phase(&self, p: Phase) {
         self.phase.store(p as u8, Ordering::Release);
         // Wake anyone waiting on samples so they see the new phase.
-        let _guard = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-        self.ready.notify_all();
+        self.samples.wake();
     }
 }
 
@@ -218,7 +215,7 @@ pub struct DirtyRun {
     shared: Arc<Shared>,
     steps: u64,
     region_addr: usize,
-    runner: Mutex<Option<JoinHandle<Result<DirtySummary>>>>,
+    runner: Task<DirtySummary>,
 }
 
 impl DirtyRun {
@@ -233,27 +230,23 @@ impl DirtyRun {
             stop: StopFlag::new(),
             phase: AtomicU8::new(Phase::Prefaulting as u8),
             prefaulted: AtomicU64::new(0),
-            queue: Mutex::new(VecDeque::new()),
-            ready: Condvar::new(),
+            samples: Mailbox::default(),
         });
         let runner = {
             let cfg = cfg.clone();
             let shared = shared.clone();
-            std::thread::Builder::new()
-                .name("mm_dirty".into())
-                .spawn(move || {
-                    let r = run(&cfg, &shared, &region);
-                    shared.set_phase(Phase::Done);
-                    r
-                })
-                .map_err(|e| Error::io("spawning the mm_dirty thread", e))?
+            Task::spawn("mm_dirty", move || {
+                let r = run(&cfg, &shared, &region);
+                shared.set_phase(Phase::Done);
+                r
+            })?
         };
         Ok(Self {
             cfg,
             shared,
             steps,
             region_addr,
-            runner: Mutex::new(Some(runner)),
+            runner,
         })
     }
 
@@ -286,23 +279,7 @@ impl DirtyRun {
     /// The next interval's sample, waiting up to `timeout`; None if none
     /// came in time or the run has ended and every sample was taken.
     pub fn next_sample(&self, timeout: Duration) -> Option<DirtySample> {
-        let deadline = Instant::now() + timeout;
-        let mut q = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            if let Some(s) = q.pop_front() {
-                return Some(s);
-            }
-            let now = Instant::now();
-            if now >= deadline || self.phase() == Phase::Done {
-                return None;
-            }
-            q = self
-                .shared
-                .ready
-                .wait_timeout(q, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
+        self.shared.samples.pop_wait(timeout, || self.is_done())
     }
 
     /// True once every thread has ended (stopped, duration reached, or a
@@ -325,29 +302,14 @@ impl DirtyRun {
 
     /// Waits for the run to end by itself (duration or corruption).
     pub fn join(&self) -> Result<DirtySummary> {
-        let handle = self
-            .runner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-            .ok_or_else(|| Error::invalid("this run was already stopped and its summary taken"))?;
-        handle
-            .join()
-            .unwrap_or_else(|_| Err(Error::invalid("the mm_dirty thread panicked")))
+        self.runner.join()
     }
 }
 
 impl Drop for DirtyRun {
     fn drop(&mut self) {
         self.request_stop();
-        if let Some(h) = self
-            .runner
-            .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
-            let _ = h.join();
-        }
+        self.runner.join_quietly();
     }
 }
 
@@ -528,11 +490,7 @@ fn sample_loop(
             latency,
         };
         samples.push(sample.clone());
-        {
-            let mut q = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
-            q.push_back(sample);
-            shared.ready.notify_all();
-        }
+        shared.samples.push(sample);
         last_t = now;
         last_steps = steps;
         last_sleep = sleep;

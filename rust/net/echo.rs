@@ -7,13 +7,13 @@ use std::collections::HashSet;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::net::sock::{bind_udp, canonical, wait_readable};
 use crate::net::wire::Probe;
 use crate::pace::StopFlag;
+use crate::sync::Task;
 
 /// How many distinct clients the server remembers for its count.
 const MAX_TRACKED_CLIENTS: usize = 65_536;
@@ -60,7 +60,7 @@ pub struct EchoServer {
     local: SocketAddr,
     stop: StopFlag,
     counters: Arc<Counters>,
-    handle: Mutex<Option<JoinHandle<()>>>,
+    handle: Task<()>,
 }
 
 impl EchoServer {
@@ -74,16 +74,16 @@ impl EchoServer {
         let counters = Arc::new(Counters::default());
         let handle = {
             let (stop, counters) = (stop.clone(), counters.clone());
-            std::thread::Builder::new()
-                .name("echo".into())
-                .spawn(move || serve(&sock, &stop, &counters))
-                .map_err(|e| Error::io("spawning the echo thread", e))?
+            Task::spawn("echo", move || {
+                serve(&sock, &stop, &counters);
+                Ok(())
+            })?
         };
         Ok(Self {
             local,
             stop,
             counters,
-            handle: Mutex::new(Some(handle)),
+            handle,
         })
     }
 
@@ -111,9 +111,8 @@ impl EchoServer {
     /// Stops serving and returns the final counters.
     pub fn stop(&self) -> EchoStats {
         self.stop.stop();
-        if let Some(h) = self.handle.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            let _ = h.join();
-        }
+        // Already joined by an earlier stop: nothing left to wait for.
+        let _ = self.handle.join();
         self.stats()
     }
 }

@@ -5,10 +5,9 @@
 //! and reordering from their sequence numbers. Anything else that arrives
 //! (the original client's 4 bytes) still counts as an arrival.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
@@ -16,6 +15,7 @@ use crate::net::gap::{Arrival, DowntimeEvent, GapDetector};
 use crate::net::sock::{bind_udp, canonical, wait_readable};
 use crate::net::wire::Probe;
 use crate::pace::{mono_ns, unix_at, StopFlag};
+use crate::sync::{Mailbox, Task};
 
 /// More clients than this: the longest idle ones are forgotten.
 const MAX_CLIENTS: usize = 4096;
@@ -93,8 +93,7 @@ impl Client {
 
 struct Shared {
     stop: StopFlag,
-    queue: Mutex<VecDeque<ServerMessage>>,
-    ready: Condvar,
+    messages: Mailbox<ServerMessage>,
     clients: Mutex<HashMap<SocketAddr, Client>>,
 }
 
@@ -102,7 +101,7 @@ struct Shared {
 pub struct OneWayServer {
     local: SocketAddr,
     shared: Arc<Shared>,
-    handle: Mutex<Option<JoinHandle<()>>>,
+    handle: Task<()>,
 }
 
 impl OneWayServer {
@@ -117,22 +116,21 @@ impl OneWayServer {
             .map_err(|e| Error::io("reading the bound address", e))?;
         let shared = Arc::new(Shared {
             stop: StopFlag::new(),
-            queue: Mutex::new(VecDeque::new()),
-            ready: Condvar::new(),
+            messages: Mailbox::default(),
             clients: Mutex::new(HashMap::new()),
         });
         let handle = {
             let shared = shared.clone();
             let fixed = threshold.map(|t| t.as_nanos() as u64);
-            std::thread::Builder::new()
-                .name("oneway".into())
-                .spawn(move || serve(&sock, &shared, fixed))
-                .map_err(|e| Error::io("spawning the server thread", e))?
+            Task::spawn("oneway", move || {
+                serve(&sock, &shared, fixed);
+                Ok(())
+            })?
         };
         Ok(Self {
             local,
             shared,
-            handle: Mutex::new(Some(handle)),
+            handle,
         })
     }
 
@@ -143,16 +141,7 @@ impl OneWayServer {
 
     /// The next message, waiting up to `timeout`.
     pub fn next_message(&self, timeout: Duration) -> Option<ServerMessage> {
-        let mut q = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
-        if q.is_empty() {
-            q = self
-                .shared
-                .ready
-                .wait_timeout(q, timeout)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        q.pop_front()
+        self.shared.messages.pop_wait(timeout, || false)
     }
 
     /// Every client's figures so far.
@@ -170,9 +159,8 @@ impl OneWayServer {
     /// Stops and returns every client's figures.
     pub fn stop(&self) -> Vec<ClientSummary> {
         self.shared.stop.stop();
-        if let Some(h) = self.handle.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            let _ = h.join();
-        }
+        // Already joined by an earlier stop: nothing left to wait for.
+        let _ = self.handle.join();
         self.clients()
     }
 }
@@ -258,12 +246,7 @@ fn serve(sock: &UdpSocket, shared: &Shared, fixed: Option<u64>) {
                 }
             }
             if !out.is_empty() {
-                shared
-                    .queue
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .extend(out);
-                shared.ready.notify_all();
+                shared.messages.extend(out);
             }
         }
     }

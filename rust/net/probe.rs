@@ -6,11 +6,10 @@
 //! With `one_way` it only sends, for the one-way server (`mig_mon server`),
 //! which does the measuring.
 
-use std::collections::VecDeque;
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -19,6 +18,7 @@ use crate::net::sock::{connect_udp, wait_readable};
 use crate::net::wire::{Probe, PROBE_LEN};
 use crate::pace::{mono_ns, tighten_timer_slack, unix_at, StopFlag};
 use crate::stats::{LatencyHistogram, Percentiles};
+use crate::sync::{Mailbox, Task};
 
 /// After how long without any reply the client warns once.
 const NO_REPLY_WARNING: Duration = Duration::from_secs(3);
@@ -152,26 +152,21 @@ pub struct ProbeSummary {
 
 struct Shared {
     stop: StopFlag,
-    queue: Mutex<VecDeque<ProbeMessage>>,
-    ready: Condvar,
+    messages: Mailbox<ProbeMessage>,
     status: Mutex<ProbeStatus>,
-    done: std::sync::atomic::AtomicBool,
+    done: AtomicBool,
 }
 
 impl Shared {
     fn push(&self, m: ProbeMessage) {
-        self.queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push_back(m);
-        self.ready.notify_all();
+        self.messages.push(m);
     }
 }
 
 /// A probe run in a background thread.
 pub struct ProbeRun {
     shared: Arc<Shared>,
-    handle: Mutex<Option<JoinHandle<Result<ProbeSummary>>>>,
+    handle: Task<ProbeSummary>,
 }
 
 impl ProbeRun {
@@ -183,50 +178,25 @@ impl ProbeRun {
             .map_err(|e| Error::io("making the socket non-blocking", e))?;
         let shared = Arc::new(Shared {
             stop: StopFlag::new(),
-            queue: Mutex::new(VecDeque::new()),
-            ready: Condvar::new(),
+            messages: Mailbox::default(),
             status: Mutex::new(ProbeStatus::default()),
             done: Default::default(),
         });
         let handle = {
             let shared = shared.clone();
-            std::thread::Builder::new()
-                .name("probe".into())
-                .spawn(move || {
-                    let r = Prober::new(&cfg, &shared).run(&sock);
-                    shared
-                        .done
-                        .store(true, std::sync::atomic::Ordering::Release);
-                    shared.ready.notify_all();
-                    r
-                })
-                .map_err(|e| Error::io("spawning the probe thread", e))?
+            Task::spawn("probe", move || {
+                let r = Prober::new(&cfg, &shared).run(&sock);
+                shared.done.store(true, Ordering::Release);
+                shared.messages.wake();
+                r
+            })?
         };
-        Ok(Self {
-            shared,
-            handle: Mutex::new(Some(handle)),
-        })
+        Ok(Self { shared, handle })
     }
 
     /// The next message, waiting up to `timeout`.
     pub fn next_message(&self, timeout: Duration) -> Option<ProbeMessage> {
-        let deadline = Instant::now() + timeout;
-        let mut q = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            if let Some(m) = q.pop_front() {
-                return Some(m);
-            }
-            let now = Instant::now();
-            if now >= deadline || self.is_done() {
-                return None;
-            }
-            q = self
-                .shared
-                .ready
-                .wait_timeout(q, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
+        self.shared.messages.pop_wait(timeout, || self.is_done())
     }
 
     /// A snapshot of the live figures.
@@ -240,7 +210,7 @@ impl ProbeRun {
 
     /// True once the run ended (count or duration reached, or stopped).
     pub fn is_done(&self) -> bool {
-        self.shared.done.load(std::sync::atomic::Ordering::Acquire)
+        self.shared.done.load(Ordering::Acquire)
     }
 
     /// Asks the run to end; returns at once.
@@ -251,28 +221,14 @@ impl ProbeRun {
     /// Ends the run and returns its summary (a second call fails).
     pub fn stop(&self) -> Result<ProbeSummary> {
         self.request_stop();
-        let h = self
-            .handle
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-            .ok_or_else(|| Error::invalid("this run was already stopped and its summary taken"))?;
-        h.join()
-            .unwrap_or_else(|_| Err(Error::invalid("the probe thread panicked")))
+        self.handle.join()
     }
 }
 
 impl Drop for ProbeRun {
     fn drop(&mut self) {
         self.request_stop();
-        if let Some(h) = self
-            .handle
-            .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
-            let _ = h.join();
-        }
+        self.handle.join_quietly();
     }
 }
 

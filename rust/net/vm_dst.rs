@@ -8,11 +8,11 @@
 //! garbage, a bad magic or a page past the guest's size ends its session
 //! with one message; the destination keeps serving everyone else.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -23,6 +23,7 @@ use crate::net::vmwire::*;
 use crate::pace::{make_bulk_thread, mono_ns, StopFlag};
 use crate::rng::WyRand;
 use crate::stats::{LatencyHistogram, Percentiles};
+use crate::sync::{Mailbox, Task};
 
 const NO_REQUEST: u64 = u64::MAX;
 const READ_BUF: usize = 1024 * 1024;
@@ -232,18 +233,13 @@ struct Shared {
     /// connection's thread removes its own when it ends.
     open_conns: Mutex<HashMap<u64, TcpStream>>,
     next_conn: AtomicU64,
-    queue: Mutex<VecDeque<DstMessage>>,
-    ready: Condvar,
+    messages: Mailbox<DstMessage>,
     workers: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Shared {
     fn push(&self, m: DstMessage) {
-        self.queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push_back(m);
-        self.ready.notify_all();
+        self.messages.push(m);
     }
 }
 
@@ -251,7 +247,7 @@ impl Shared {
 pub struct VmDestination {
     local: SocketAddr,
     shared: Arc<Shared>,
-    acceptor: Mutex<Option<JoinHandle<()>>>,
+    acceptor: Task<()>,
 }
 
 impl VmDestination {
@@ -278,21 +274,20 @@ impl VmDestination {
             finished: Mutex::new(Vec::new()),
             open_conns: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(0),
-            queue: Mutex::new(VecDeque::new()),
-            ready: Condvar::new(),
+            messages: Mailbox::default(),
             workers: Mutex::new(Vec::new()),
         });
         let acceptor = {
             let shared = shared.clone();
-            std::thread::Builder::new()
-                .name("vm-dst".into())
-                .spawn(move || accept_loop(&listener, &shared))
-                .map_err(|e| Error::io("spawning the accept thread", e))?
+            Task::spawn("vm-dst", move || {
+                accept_loop(&listener, &shared);
+                Ok(())
+            })?
         };
         Ok(Self {
             local,
             shared,
-            acceptor: Mutex::new(Some(acceptor)),
+            acceptor,
         })
     }
 
@@ -303,16 +298,7 @@ impl VmDestination {
 
     /// The next message, waiting up to `timeout`.
     pub fn next_message(&self, timeout: Duration) -> Option<DstMessage> {
-        let mut q = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
-        if q.is_empty() {
-            q = self
-                .shared
-                .ready
-                .wait_timeout(q, timeout)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        q.pop_front()
+        self.shared.messages.pop_wait(timeout, || false)
     }
 
     /// Sessions that ended so far.
@@ -337,14 +323,8 @@ impl VmDestination {
     /// session's summary.
     pub fn stop(&self) -> Vec<SessionSummary> {
         self.shared.stop.stop();
-        if let Some(h) = self
-            .acceptor
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
-            let _ = h.join();
-        }
+        // Already joined by an earlier stop: nothing left to wait for.
+        let _ = self.acceptor.join();
         for c in self
             .shared
             .open_conns

@@ -9,12 +9,10 @@
 //! vectored writes that point every page at one zero page, so the kernel's
 //! copy is the only copy.
 
-use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -23,6 +21,7 @@ use crate::net::sock::connect_tcp;
 use crate::net::vmwire::*;
 use crate::pace::{make_bulk_thread, Pacer, StopFlag};
 use crate::rng::WyRand;
+use crate::sync::{Mailbox, Task};
 
 static ZERO_PAGE: [u8; PAGE_SIZE] = [0; PAGE_SIZE];
 /// Messages per vectored write on the main connection (about 1 MiB).
@@ -150,8 +149,7 @@ struct Shared {
     main_writer: Mutex<TcpStream>,
     sockets: Vec<TcpStream>,
     failure: Mutex<Option<String>>,
-    queue: Mutex<VecDeque<SrcSample>>,
-    ready: Condvar,
+    samples: Mailbox<SrcSample>,
     done: AtomicBool,
 }
 
@@ -187,7 +185,7 @@ impl Shared {
 /// A running source.
 pub struct VmSource {
     shared: Arc<Shared>,
-    runner: Mutex<Option<JoinHandle<SrcSummary>>>,
+    runner: Task<SrcSummary>,
 }
 
 fn io_err(what: &str) -> impl Fn(io::Error) -> Error + '_ {
@@ -297,40 +295,24 @@ impl VmSource {
             main_writer: Mutex::new(clone(&main)?),
             sockets,
             failure: Mutex::new(None),
-            queue: Mutex::new(VecDeque::new()),
-            ready: Condvar::new(),
+            samples: Mailbox::default(),
             done: AtomicBool::new(false),
         });
         let runner = {
             let shared = shared.clone();
-            std::thread::Builder::new()
-                .name("vm-src".into())
-                .spawn(move || {
-                    let s = run(&cfg, &shared, main, channels, preempt);
-                    shared.done.store(true, Ordering::Release);
-                    shared.ready.notify_all();
-                    s
-                })
-                .map_err(io_err("spawning the source thread"))?
+            Task::spawn("vm-src", move || {
+                let s = run(&cfg, &shared, main, channels, preempt);
+                shared.done.store(true, Ordering::Release);
+                shared.samples.wake();
+                Ok(s)
+            })?
         };
-        Ok(Self {
-            shared,
-            runner: Mutex::new(Some(runner)),
-        })
+        Ok(Self { shared, runner })
     }
 
     /// The next interval's sample, waiting up to `timeout`.
     pub fn next_sample(&self, timeout: Duration) -> Option<SrcSample> {
-        let mut q = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
-        if q.is_empty() && !self.is_done() {
-            q = self
-                .shared
-                .ready
-                .wait_timeout(q, timeout)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        q.pop_front()
+        self.shared.samples.pop_wait(timeout, || self.is_done())
     }
 
     /// True once the run ended (duration, stop, or the destination left).
@@ -346,28 +328,14 @@ impl VmSource {
     /// Ends the run and returns its summary (a second call fails).
     pub fn stop(&self) -> Result<SrcSummary> {
         self.request_stop();
-        let h = self
-            .runner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-            .ok_or_else(|| Error::invalid("this run was already stopped and its summary taken"))?;
-        h.join()
-            .map_err(|_| Error::invalid("the source thread panicked"))
+        self.runner.join()
     }
 }
 
 impl Drop for VmSource {
     fn drop(&mut self) {
         self.request_stop();
-        if let Some(h) = self
-            .runner
-            .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
-            let _ = h.join();
-        }
+        self.runner.join_quietly();
     }
 }
 
@@ -637,11 +605,7 @@ fn sample_loop(cfg: &SrcConfig, sh: &Shared, start: Instant, samples: &mut Vec<S
             requests: req - last_req,
         };
         samples.push(sample.clone());
-        sh.queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push_back(sample);
-        sh.ready.notify_all();
+        sh.samples.push(sample);
         (last_t, last_bytes, last_req, last_ch) = (now, bytes, req, ch);
         if end == Some(wake) {
             return;
