@@ -72,6 +72,10 @@ def test_round_trip_client_and_spike_log(
     assert "1st and 2nd packet latency: " in p.stdout
     assert "Setting spike throttle to: " in p.stdout
     assert "Summary: sent 100, received 100, lost 0 (0.00%)" in p.stdout
+    # Absolute deadlines: 100 probes at 10 ms take 1 s (plus the last
+    # reply's grace), not 100 x (10 ms + overhead).
+    took = float(p.stdout.split("Summary: sent 100")[1].split(" in ")[1].split(" s")[0])
+    assert 0.98 <= took <= 1.3, took
     assert "max_delay: " in p.stdout
     first = log.read_text().splitlines()[0].split(",")
     assert abs(int(first[0]) - time.time()) < 60

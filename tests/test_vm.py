@@ -422,3 +422,20 @@ def test_sources_at_once_each_get_their_session() -> None:
     assert sa.requests > 0 and sb.requests > 0
     assert len(sessions) == 2
     assert all(s.latency.count > 0 for s in sessions)
+
+
+def test_source_whose_destination_vanishes_fails_clearly() -> None:
+    port = free_tcp_port()
+    dst = popen_cli("vm", "-d", "-p", str(port))
+    wait_tcp(port)
+    src = popen_cli(
+        "vm", "-s", "-H", "127.0.0.1", "-p", str(port), "-t", "precopy", "-t", "postcopy"
+    )
+    time.sleep(1.5)
+    dst.kill()
+    dst.communicate(timeout=10)
+    out, err = src.communicate(timeout=30)
+    assert src.returncode == 1, (out, err)
+    assert "Summary: sent" in out  # the summary is still printed
+    assert err.strip().splitlines()[-1].startswith("mig_mon: the run ended early: ")
+    assert "Traceback" not in err

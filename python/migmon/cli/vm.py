@@ -16,7 +16,13 @@ import typer
 
 from migmon import __version__
 from migmon._core import parse_size_mb
-from migmon.cli._common import ignore_signals, quiet_broken_pipe, say, stop_on_signals
+from migmon.cli._common import (
+    fail_line,
+    ignore_signals,
+    quiet_broken_pipe,
+    say,
+    stop_on_signals,
+)
 from migmon.errors import ConfigError, MigmonError
 from migmon.report import (
     emit_json,
@@ -215,6 +221,9 @@ def _run_src(
         )
         if json_out:
             emit_json(vm_src_summary_json(summary))
+    if summary.end_reason not in ("duration reached", "stopped"):
+        fail_line(f"the run ended early: {summary.end_reason}")
+        return 1
     return 0
 
 
