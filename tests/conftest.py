@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -79,3 +80,33 @@ def hugepages_2m() -> Iterator[int]:
         yield free
     finally:
         path.write_text(str(old))
+
+
+def ip(*args: str) -> None:
+    """Runs ``ip ARGS`` (iproute2), failing the test if it fails."""
+    subprocess.run(["ip", *args], check=True, capture_output=True)
+
+
+@contextlib.contextmanager
+def veth_pair(
+    a: tuple[str, str, str], b: tuple[str, str, str], mtu: int | None = None
+) -> Iterator[None]:
+    """Two network namespaces joined by a veth pair, each side given as
+    (namespace, device, address/24); both namespaces are removed afterwards,
+    whatever happens. Traffic stays between these two test hosts."""
+    for ns, _, _ in (a, b):
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+    try:
+        ip("netns", "add", a[0])
+        ip("netns", "add", b[0])
+        ip("link", "add", a[1], "netns", a[0], "type", "veth", "peer", b[1], "netns", b[0])
+        for ns, dev, addr in (a, b):
+            if mtu is not None:
+                ip("-n", ns, "link", "set", dev, "mtu", str(mtu))
+            ip("-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
+            ip("-n", ns, "link", "set", dev, "up")
+            ip("-n", ns, "link", "set", "lo", "up")
+        yield
+    finally:
+        for ns, _, _ in (a, b):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)

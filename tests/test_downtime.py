@@ -17,7 +17,15 @@ from pathlib import Path
 import pytest
 
 import migmon
-from conftest import MIG_MON, assert_one_line_error, json_lines, popen_cli, run_cli
+from conftest import (
+    MIG_MON,
+    assert_one_line_error,
+    ip,
+    json_lines,
+    popen_cli,
+    run_cli,
+    veth_pair,
+)
 from migmon import EchoServer, OneWayServer, Prober
 
 
@@ -252,39 +260,11 @@ NS_A, NS_B = "mmtestA", "mmtestB"
 ADDR_A, ADDR_B = "10.203.77.1", "10.203.77.2"
 
 
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True)
-
-
 @pytest.fixture
 def netns_pair() -> Iterator[None]:
     """Two network namespaces joined by a veth pair; removed afterwards."""
-    for ns in (NS_A, NS_B):
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
-    try:
-        _ip("netns", "add", NS_A)
-        _ip("netns", "add", NS_B)
-        _ip(
-            "link",
-            "add",
-            "mmvethA",
-            "netns",
-            NS_A,
-            "type",
-            "veth",
-            "peer",
-            "mmvethB",
-            "netns",
-            NS_B,
-        )
-        for ns, dev, addr in ((NS_A, "mmvethA", ADDR_A), (NS_B, "mmvethB", ADDR_B)):
-            _ip("-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
-            _ip("-n", ns, "link", "set", dev, "up")
-            _ip("-n", ns, "link", "set", "lo", "up")
+    with veth_pair((NS_A, "mmvethA", ADDR_A), (NS_B, "mmvethB", ADDR_B)):
         yield
-    finally:
-        for ns in (NS_A, NS_B):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
 
 
 def test_link_down_between_namespaces(netns_pair: None) -> None:
@@ -315,10 +295,10 @@ def test_link_down_between_namespaces(netns_pair: None) -> None:
         )
         time.sleep(1.5)
         t0 = time.monotonic()
-        _ip("-n", NS_B, "link", "set", "mmvethB", "down")
+        ip("-n", NS_B, "link", "set", "mmvethB", "down")
         t1 = time.monotonic()
         time.sleep(0.3 - (t1 - t0))
-        _ip("-n", NS_B, "link", "set", "mmvethB", "up")
+        ip("-n", NS_B, "link", "set", "mmvethB", "up")
         down_ms = (time.monotonic() - t0) * 1000
         out, err = client.communicate(timeout=30)
     finally:

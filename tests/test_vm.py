@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import migmon
-from conftest import MIG_MON, assert_one_line_error, json_lines, popen_cli, run_cli
+from conftest import MIG_MON, assert_one_line_error, json_lines, popen_cli, run_cli, veth_pair
 from migmon import VmDestination
 
 HDR = struct.Struct("<QQ")
@@ -315,35 +315,18 @@ NS_A, NS_B = "mmvmA", "mmvmB"
 ADDR_A, ADDR_B = "10.203.78.1", "10.203.78.2"
 
 
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True)
-
-
 @pytest.fixture
 def shaped_link() -> Iterator[float]:
     """Namespaces A (source) and B (destination) joined by a veth pair with
     jumbo frames; A's egress shaped by tbf. Yields the rate in MiB/s."""
     rate_mbit = 400
-    for ns in (NS_A, NS_B):
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
-    try:
-        _ip("netns", "add", NS_A)
-        _ip("netns", "add", NS_B)
-        _ip("link", "add", "mmvmA", "netns", NS_A, "type", "veth", "peer", "mmvmB", "netns", NS_B)
-        for ns, dev, addr in ((NS_A, "mmvmA", ADDR_A), (NS_B, "mmvmB", ADDR_B)):
-            _ip("-n", ns, "link", "set", dev, "mtu", "9000")
-            _ip("-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
-            _ip("-n", ns, "link", "set", dev, "up")
-            _ip("-n", ns, "link", "set", "lo", "up")
+    with veth_pair((NS_A, "mmvmA", ADDR_A), (NS_B, "mmvmB", ADDR_B), mtu=9000):
         subprocess.run(
             ["ip", "netns", "exec", NS_A, "tc", "qdisc", "add", "dev", "mmvmA", "root", "tbf",
              "rate", f"{rate_mbit}mbit", "burst", "256kb", "latency", "100ms"],
             check=True, capture_output=True,
         )  # fmt: skip
         yield rate_mbit * 1e6 / 8 / (1 << 20)
-    finally:
-        for ns in (NS_A, NS_B):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
 
 
 def test_precopy_bandwidth_on_a_shaped_link(shaped_link: float) -> None:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 
+from migmon._background import drain
 from migmon._core import DirtyRun, DirtySample, DirtySummary, parse_size_mb
 
 __all__ = ["DirtyOptions", "DirtySample", "DirtySummary", "DirtyWorkload", "mm_dirty"]
@@ -162,10 +163,7 @@ class DirtyWorkload:
 
     def samples(self) -> list[DirtySample]:
         """The intervals completed since the last call, without waiting."""
-        out = []
-        while (s := self.run.next_sample(0.0)) is not None:
-            out.append(s)
-        return out
+        return drain(self.run.next_sample)
 
     def iter_samples(self) -> Iterator[DirtySample]:
         """Yields each interval as it completes, until the run ends."""

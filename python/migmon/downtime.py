@@ -15,8 +15,8 @@ GIL stays free and a KeyboardInterrupt stops a blocking call cleanly.
 from __future__ import annotations
 
 from collections.abc import Callable
-from types import TracebackType
 
+from migmon._background import Background, drain
 from migmon._core import (
     DEFAULT_PORT,
     Baseline,
@@ -54,7 +54,7 @@ ProbeMessage = Baseline | DowntimeEvent | NoReply
 ServerMessage = NewClient | Baseline | DowntimeEvent
 
 
-class EchoServer:
+class EchoServer(Background):
     """UDP echo server (``server_rr``): every datagram back unchanged."""
 
     def __init__(self, *, bind: str | None = None, port: int = DEFAULT_PORT) -> None:
@@ -85,16 +85,8 @@ class EchoServer:
             self._final = self._srv.stop()
         return self._final
 
-    def __enter__(self) -> EchoServer:
-        return self
 
-    def __exit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-
-class OneWayServer:
+class OneWayServer(Background):
     """One-way server (``server``): measures the gaps in each client's stream."""
 
     def __init__(
@@ -123,10 +115,7 @@ class OneWayServer:
 
     def messages(self) -> list[ServerMessage]:
         """Everything that happened since the last call, without waiting."""
-        out: list[ServerMessage] = []
-        while (m := self._srv.next_message(0.0)) is not None:
-            out.append(m)
-        return out
+        return drain(self._srv.next_message)
 
     def clients(self) -> list[ClientSummary]:
         """Every client's figures."""
@@ -138,16 +127,8 @@ class OneWayServer:
             self._final = self._srv.stop()
         return self._final
 
-    def __enter__(self) -> OneWayServer:
-        return self
 
-    def __exit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-
-class Prober:
+class Prober(Background):
     """Probes an echo server (or, ``one_way``, feeds a one-way server) in
     the background."""
 
@@ -189,24 +170,13 @@ class Prober:
 
     def messages(self) -> list[ProbeMessage]:
         """Everything that happened since the last call, without waiting."""
-        out: list[ProbeMessage] = []
-        while (m := self._run.next_message(0.0)) is not None:
-            out.append(m)
-        return out
+        return drain(self._run.next_message)
 
     def stop(self) -> ProbeSummary:
         """Ends the run (idempotent) and returns the summary."""
         if self._summary is None:
             self._summary = self._run.stop()
         return self._summary
-
-    def __enter__(self) -> Prober:
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
 
 def probe(

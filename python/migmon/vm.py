@@ -12,8 +12,8 @@ The sockets live in Rust threads; Python only polls in short slices.
 from __future__ import annotations
 
 from collections.abc import Callable
-from types import TracebackType
 
+from migmon._background import Background, drain
 from migmon._core import (
     VmConnected,
     VmDropped,
@@ -44,7 +44,7 @@ __all__ = [
 DstMessage = VmConnected | VmPostcopy | VmDstSample | VmDropped | VmRejected
 
 
-class VmDestination:
+class VmDestination(Background):
     """The emulated destination in the background."""
 
     def __init__(
@@ -84,10 +84,7 @@ class VmDestination:
 
     def messages(self) -> list[DstMessage]:
         """Everything that happened since the last call, without waiting."""
-        out: list[DstMessage] = []
-        while (m := self._d.next_message(0.0)) is not None:
-            out.append(m)
-        return out
+        return drain(self._d.next_message)
 
     def finished(self) -> list[VmSessionSummary]:
         """Sessions that ended so far."""
@@ -99,16 +96,8 @@ class VmDestination:
             self._final = self._d.stop()
         return self._final
 
-    def __enter__(self) -> VmDestination:
-        return self
 
-    def __exit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-
-class VmSource:
+class VmSource(Background):
     """The emulated source in the background."""
 
     def __init__(
@@ -152,24 +141,13 @@ class VmSource:
 
     def samples(self) -> list[VmSrcSample]:
         """The intervals completed since the last call, without waiting."""
-        out: list[VmSrcSample] = []
-        while (s := self._s.next_sample(0.0)) is not None:
-            out.append(s)
-        return out
+        return drain(self._s.next_sample)
 
     def stop(self) -> VmSrcSummary:
         """Ends the run (idempotent) and returns the summary."""
         if self._summary is None:
             self._summary = self._s.stop()
         return self._summary
-
-    def __enter__(self) -> VmSource:
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
 
 def vm_source(
