@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -110,3 +111,10 @@ def veth_pair(
     finally:
         for ns, _, _ in (a, b):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A port nothing on 127.0.0.1 uses now (TCP by default, or UDP)."""
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -20,6 +20,7 @@ import migmon
 from conftest import (
     MIG_MON,
     assert_one_line_error,
+    free_port,
     ip,
     json_lines,
     popen_cli,
@@ -27,12 +28,6 @@ from conftest import (
     veth_pair,
 )
 from migmon import EchoServer, OneWayServer, Prober
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_udp_echo(port: int, host: str = "127.0.0.1", timeout: float = 20.0) -> None:
@@ -53,7 +48,7 @@ def wait_udp_echo(port: int, host: str = "127.0.0.1", timeout: float = 20.0) -> 
 @pytest.fixture
 def echo_proc() -> Iterator[tuple[subprocess.Popen[str], int]]:
     """A real ``mig_mon server_rr`` in its own process (so it can be stopped)."""
-    port = free_udp_port()
+    port = free_port(socket.SOCK_DGRAM)
     proc = popen_cli("server_rr", "-p", str(port))
     try:
         wait_udp_echo(port)
@@ -91,7 +86,7 @@ def test_round_trip_client_and_spike_log(
 
 
 def test_server_rr_summary_on_sigterm() -> None:
-    port = free_udp_port()
+    port = free_port(socket.SOCK_DGRAM)
     proc = popen_cli("server_rr", "-p", str(port), "--json")
     wait_udp_echo(port)
     r = migmon.probe("127.0.0.1", 5, port=port, count=40)
@@ -106,7 +101,7 @@ def test_server_rr_summary_on_sigterm() -> None:
 
 
 def test_one_way_server_and_client(tmp_path: Path) -> None:
-    port = free_udp_port()
+    port = free_port(socket.SOCK_DGRAM)
     log = tmp_path / "oneway.log"
     srv = popen_cli("server", str(log), "-p", str(port), "--json", "--duration", "6")
     time.sleep(1.0)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_one_line_error, popen_cli, run_cli
+from conftest import assert_one_line_error, free_port, popen_cli, run_cli
 from migmon.parse import ParseError, parse_file, parse_text
 from migmon.plot import plot_files, plot_series
 
@@ -56,12 +56,6 @@ Latency: average 52 (us), max: 2012 (us)
 Latency: average 47 (us), max: 3100 (us)
 Latency: average 61 (us), max: 2500 (us)
 """
-
-
-def free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def lines_of(fig: object, ax: int = 0) -> list[tuple[list[float], list[float]]]:

@@ -19,17 +19,19 @@ from pathlib import Path
 import pytest
 
 import migmon
-from conftest import MIG_MON, assert_one_line_error, json_lines, popen_cli, run_cli, veth_pair
+from conftest import (
+    MIG_MON,
+    assert_one_line_error,
+    free_port,
+    json_lines,
+    popen_cli,
+    run_cli,
+    veth_pair,
+)
 from migmon import VmDestination
 
 HDR = struct.Struct("<QQ")
 PAGE = 4096
-
-
-def free_tcp_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_tcp(port: int, host: str = "127.0.0.1", timeout: float = 20) -> None:
@@ -46,7 +48,7 @@ def wait_tcp(port: int, host: str = "127.0.0.1", timeout: float = 20) -> None:
 @pytest.fixture
 def dst_proc() -> Iterator[tuple[subprocess.Popen[str], int]]:
     """A real ``mig_mon vm -d`` with JSON output."""
-    port = free_tcp_port()
+    port = free_port()
     proc = popen_cli("vm", "-d", "-p", str(port), "-S", "4", "--json", "--interval", "0.5")
     try:
         wait_tcp(port)
@@ -381,7 +383,7 @@ def test_bad_usage(args: list[str]) -> None:
 
 
 def test_unreachable_destination() -> None:
-    port = free_tcp_port()
+    port = free_port()
     err = assert_one_line_error(run_cli("vm", "-s", "-H", "127.0.0.1", "-p", str(port)), code=1)
     assert "cannot connect" in err
     assert_one_line_error(run_cli("vm", "-s", "-H", "no.such.host.invalid"))
@@ -413,7 +415,7 @@ def test_sources_at_once_each_get_their_session() -> None:
 
 
 def test_source_whose_destination_vanishes_fails_clearly() -> None:
-    port = free_tcp_port()
+    port = free_port()
     dst = popen_cli("vm", "-d", "-p", str(port))
     wait_tcp(port)
     src = popen_cli(

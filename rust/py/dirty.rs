@@ -2,10 +2,9 @@
 //! GIL and is bounded by a timeout, so the Python side polls in short slices
 //! and a KeyboardInterrupt lands between them.
 
-use std::time::Duration;
-
 use pyo3::prelude::*;
 
+use super::poll_timeout;
 use super::stats::PyPercentiles;
 use crate::mem::{DirtyConfig, DirtyRun, DirtySample, DirtySummary, PageSize, Pattern, Phase};
 
@@ -172,7 +171,7 @@ impl PyDirtyRun {
     /// The next sample, waiting at most `timeout_s` seconds.
     #[pyo3(signature = (timeout_s=0.1))]
     fn next_sample(&self, py: Python<'_>, timeout_s: f64) -> Option<PyDirtySample> {
-        let t = Duration::from_secs_f64(timeout_s.clamp(0.0, 3600.0));
+        let t = poll_timeout(timeout_s);
         py.detach(|| self.inner.next_sample(t)).map(Into::into)
     }
 

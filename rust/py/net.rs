@@ -7,16 +7,13 @@ use pyo3::prelude::*;
 use pyo3::IntoPyObjectExt;
 
 use super::stats::PyPercentiles;
+use super::{poll_timeout, run_duration};
 use crate::error::Error;
 use crate::net::echo::{EchoServer, EchoStats};
 use crate::net::gap::DowntimeEvent;
 use crate::net::oneway::{ClientSummary, OneWayServer, ServerMessage};
 use crate::net::probe::{ProbeConfig, ProbeMessage, ProbeRun, ProbeStatus, ProbeSummary};
 use crate::net::sock::resolve;
-
-fn secs(timeout_s: f64) -> Duration {
-    Duration::from_secs_f64(timeout_s.clamp(0.0, 3600.0))
-}
 
 fn ms(name: &str, v: f64) -> PyResult<Duration> {
     if !(v.is_finite() && v > 0.0) {
@@ -321,7 +318,7 @@ impl PyOneWayServer {
     /// The next NewClient, Baseline or DowntimeEvent, waiting up to `timeout_s`.
     #[pyo3(signature = (timeout_s=0.1))]
     fn next_message(&self, py: Python<'_>, timeout_s: f64) -> PyResult<Option<Py<PyAny>>> {
-        match py.detach(|| self.inner.next_message(secs(timeout_s))) {
+        match py.detach(|| self.inner.next_message(poll_timeout(timeout_s))) {
             Some(m) => Ok(Some(server_message(py, m)?)),
             None => Ok(None),
         }
@@ -363,13 +360,7 @@ impl PyProbeRun {
         duration_s: Option<f64>,
         one_way: bool,
     ) -> PyResult<Self> {
-        let duration = match duration_s {
-            Some(d) if !(d.is_finite() && d > 0.0) => {
-                return Err(Error::invalid(format!("duration must be positive, not {d}")).into())
-            }
-            Some(d) => Some(Duration::from_secs_f64(d)),
-            None => None,
-        };
+        let duration = run_duration(duration_s)?;
         let cfg = ProbeConfig {
             target: py.detach(|| resolve(host, port))?,
             interval: ms("interval", interval_ms)?,
@@ -386,7 +377,7 @@ impl PyProbeRun {
     /// The next Baseline, DowntimeEvent or NoReply, waiting up to `timeout_s`.
     #[pyo3(signature = (timeout_s=0.1))]
     fn next_message(&self, py: Python<'_>, timeout_s: f64) -> PyResult<Option<Py<PyAny>>> {
-        let m = py.detach(|| self.inner.next_message(secs(timeout_s)));
+        let m = py.detach(|| self.inner.next_message(poll_timeout(timeout_s)));
         Ok(match m {
             None => None,
             Some(ProbeMessage::Baseline {

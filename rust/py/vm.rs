@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 use pyo3::IntoPyObjectExt;
 
 use super::stats::PyPercentiles;
+use super::{poll_timeout, run_duration};
 use crate::error::Error;
 use crate::net::sock::resolve;
 use crate::net::vm_dst::{DstMessage, SessionSummary, VmDestination};
@@ -191,7 +192,7 @@ impl PyVmDestination {
     /// The next VmConnected, VmPostcopy, VmDstSample, VmDropped or VmRejected.
     #[pyo3(signature = (timeout_s=0.1))]
     fn next_message(&self, py: Python<'_>, timeout_s: f64) -> PyResult<Option<Py<PyAny>>> {
-        let t = Duration::from_secs_f64(timeout_s.clamp(0.0, 3600.0));
+        let t = poll_timeout(timeout_s);
         let Some(m) = py.detach(|| self.inner.next_message(t)) else {
             return Ok(None);
         };
@@ -276,12 +277,7 @@ impl PyVmSource {
         duration_s: Option<f64>,
         interval_ms: u64,
     ) -> PyResult<Self> {
-        let duration = match duration_s {
-            Some(d) if !(d.is_finite() && d > 0.0) => {
-                return Err(Error::invalid(format!("duration must be positive, not {d}")).into())
-            }
-            d => d.map(Duration::from_secs_f64),
-        };
+        let duration = run_duration(duration_s)?;
         let cfg = SrcConfig {
             target: py.detach(|| resolve(host, port))?,
             vm_pages: pages(vm_size_gb)?,
@@ -302,7 +298,7 @@ impl PyVmSource {
     /// The next interval's sample, waiting up to `timeout_s`.
     #[pyo3(signature = (timeout_s=0.1))]
     fn next_sample(&self, py: Python<'_>, timeout_s: f64) -> Option<PyVmSrcSample> {
-        let t = Duration::from_secs_f64(timeout_s.clamp(0.0, 3600.0));
+        let t = poll_timeout(timeout_s);
         py.detach(|| self.inner.next_sample(t)).map(Into::into)
     }
 
