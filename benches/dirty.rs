@@ -150,12 +150,12 @@ fn ratio_report() {
                 size_mb: 2048,
                 pattern,
                 threads,
-                duration_ms: Some(2000),
-                interval_ms: 500,
+                duration_s: Some(2.0),
+                interval_s: 0.5,
                 ..DirtyConfig::default()
             })
             .expect("start");
-            res.push(run.join().expect("run").rate_mb_s);
+            res.push(run.background().wait().expect("run").rate_mb_s);
         }
         println!(
             "  {:10} 1 thread {:9.0}   2 threads {:9.0}   ratio {:.2}x",

@@ -36,7 +36,7 @@ def main() -> int:
         for interval_ms, threshold in ((1.0, 50.0), (10.0, None), (100.0, None)):
             for _ in range(a.repeat):
                 with migmon.Prober(
-                    "127.0.0.1", interval_ms, port=port, threshold_ms=threshold
+                    server="127.0.0.1", interval_ms=interval_ms, port=port, threshold_ms=threshold
                 ) as p:
                     time.sleep(max(0.5, 5 * interval_ms / 1000))
                     os.kill(srv.pid, signal.SIGSTOP)
@@ -45,13 +45,13 @@ def main() -> int:
                     time.sleep(max(0.5, 5 * interval_ms / 1000))
                     r = p.stop()
                 ev = ", ".join(
-                    f"blackout {e.blackout_ns / 1e6:.1f} ms (gap {e.gap_ns / 1e6:.1f}, "
+                    f"blackout {e.blackout_ms:.1f} ms (gap {e.gap_ms:.1f}, "
                     f"missed {e.probes_missed})"
                     for e in r.events
                 )
                 print(
                     f"interval {interval_ms:5g} ms: {len(r.events)} event(s): {ev}; "
-                    f"error {r.events[0].blackout_ns / 1e6 - a.outage_ms:+.1f} ms"
+                    f"error {r.events[0].blackout_ms - a.outage_ms:+.1f} ms"
                     if r.events
                     else f"interval {interval_ms:5g} ms: no event"
                 )

@@ -155,7 +155,7 @@ def main() -> int:
         peer_rtt_rate.append(sockperf_tcp(t, str(rate)))
         _, lat_mixed = ours(t, precopy=True, postcopy=True)
         _, lat_pre = ours(t, precopy=True, postcopy=True, preempt=True)
-        _, lat_pre_main = ours(t, precopy=True, postcopy=True, preempt=True, requests_on_main=True)
+        _, lat_pre_main = ours(t, precopy=True, postcopy=True, preempt=True, return_path="main")
         mixed.append(lat_mixed)
         mixed_pre.append(lat_pre)
         mixed_pre_main.append(lat_pre_main)

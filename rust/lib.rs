@@ -11,14 +11,16 @@
 //! The crate knows nothing of Python; the PyO3 binding lives in `py` behind
 //! the `python` feature and is the only place that imports pyo3.
 
+pub mod downtime;
 pub mod error;
 pub mod mem;
-pub mod net;
 pub mod pace;
 pub mod rng;
+pub mod run;
+pub mod sock;
 pub mod stats;
-pub mod sync;
 pub mod units;
+pub mod vm;
 
 #[cfg(feature = "python")]
 mod py;
@@ -27,3 +29,7 @@ pub use error::{Error, Result};
 
 /// The tool's version, as `mig_mon -v` prints it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The original's port for both `vm` and the probes (it meant 12323; a
+/// byte-order slip put it on 9008).
+pub const DEFAULT_PORT: u16 = 12323;

@@ -47,7 +47,7 @@ def test_blocking_run_returns_typed_summary() -> None:
     assert [x.index for x in s.samples] == [0, 1, 2]
     assert 150 < s.rate_mb_s < 210
     assert s.latency is not None and s.latency.count == s.bytes // 4096
-    assert s.buckets is not None and len(s.buckets) == 21
+    assert s.buckets_us is not None and len(s.buckets_us) == 21
     assert s.verified_pages == 32 * 256
     with pytest.raises(AttributeError):
         s.rate_mb_s = 0  # type: ignore[misc]
@@ -57,7 +57,7 @@ def test_background_form_reads_samples_while_running() -> None:
     with DirtyWorkload(size_mb=64, rate_mb_s=100, interval_s=0.2, threads=2) as w:
         assert w.wait_prefaulted(30)
         time.sleep(0.7)
-        early = w.samples()
+        early = w.drain()
         assert len(early) >= 2
         assert all(x.rate_mb_s > 0 for x in early)
         summary = w.stop()
@@ -67,7 +67,7 @@ def test_background_form_reads_samples_while_running() -> None:
 
 
 def test_lost_page_raises_corruption_with_details() -> None:
-    w = DirtyWorkload(size_mb=16, rate_mb_s=64, pattern="random").start()
+    w = DirtyWorkload(size_mb=16, rate_mb_s=64, pattern="random")
     assert w.wait_prefaulted(30)
     fd = os.open("/proc/self/mem", os.O_RDWR)
     try:
@@ -84,13 +84,13 @@ def test_lost_page_raises_corruption_with_details() -> None:
 
 def test_bad_values_raise_config_or_resource_errors() -> None:
     with pytest.raises(ConfigError):
-        DirtyWorkload(size_mb=16, pattern="nope").start()
+        DirtyWorkload(size_mb=16, pattern="nope")
     with pytest.raises(ConfigError):
-        DirtyWorkload(size_mb=1, threads=1000).start()
+        DirtyWorkload(size_mb=1, threads=1000)
     with pytest.raises(ConfigError):
-        DirtyWorkload(size_mb="0").start()
+        DirtyWorkload(size_mb="0")
     with pytest.raises(ResourceError):
-        DirtyWorkload(size_mb="64T").start()
+        DirtyWorkload(size_mb="64T")
 
 
 def test_keyboard_interrupt_stops_blocking_call_cleanly() -> None:

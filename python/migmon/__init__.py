@@ -1,54 +1,115 @@
 """mig_mon: a toolset for VM live-migration testing and debugging.
 
-The public API; import from here, never from ``migmon._core``.
+The public API; import from here, never from ``migmon._core``. Each tool
+has one configuration class, checked when it is built, and one background
+run built from it (or from the same keyword arguments):
 
-* :func:`mm_dirty` / :class:`DirtyWorkload`: a paced memory dirty workload
-  with an integrity check and access-latency histograms.
-* :class:`EchoServer` (in the guest) and :func:`probe` / :class:`Prober`
-  (outside): guest network downtime from UDP probes; :class:`OneWayServer`.
-* :class:`VmDestination` and :func:`vm_source` / :class:`VmSource`:
-  emulated live-migration streams (precopy, postcopy, multifd, preempt).
+* :class:`DirtyConfig` / :class:`DirtyWorkload`: a paced memory dirty
+  workload with an integrity check and access-latency histograms.
+* :class:`EchoServerConfig` / :class:`EchoServer` (in the guest) and
+  :class:`ProbeConfig` / :class:`Prober` (outside): guest network downtime
+  from UDP probes; :class:`OneWayServer` measures a one-way stream.
+* :class:`VmDestinationConfig` / :class:`VmDestination` and
+  :class:`VmSourceConfig` / :class:`VmSource`: emulated live-migration
+  streams (precopy, postcopy, multifd, preempt).
+
+Every run has the same shape: ``next(timeout_s)``, ``drain()``,
+iteration until it ends, ``done``, ``request_stop()``, ``stop()`` (the
+same result every time), ``wait()`` and ``with``. Results are frozen
+classes whose attributes are the JSON keys; ``to_dict()`` gives them all.
+:func:`mm_dirty`, :func:`probe` and :func:`vm_source` run one to its end.
 """
 
-from migmon._core import Percentiles, __version__, parse_size_mb
-from migmon.dirty import DirtyOptions, DirtySample, DirtySummary, DirtyWorkload, mm_dirty
-from migmon.downtime import (
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from migmon._core import (
+    DEFAULT_PORT,
+    Baseline,
+    ClientSummary,
+    DirtyConfig,
+    DirtySample,
+    DirtySummary,
+    DirtyWorkload,
     DowntimeEvent,
     EchoServer,
+    EchoServerConfig,
+    EchoStats,
+    NewClient,
+    NoReply,
     OneWayServer,
+    OneWayServerConfig,
+    OneWaySummary,
+    Percentiles,
+    ProbeConfig,
     Prober,
+    ProbeStatus,
     ProbeSummary,
-    probe,
+    VmConnected,
+    VmDestination,
+    VmDestinationConfig,
+    VmDstSample,
+    VmPostcopy,
+    VmRejected,
+    VmSessionSummary,
+    VmSource,
+    VmSourceConfig,
+    VmSrcSample,
+    VmSrcSummary,
+    __version__,
+    parse_size_mb,
 )
 from migmon.errors import (
     ConfigError,
     CorruptionError,
+    InternalError,
     MigmonError,
     NetworkError,
     ProtocolError,
     ResourceError,
 )
-from migmon.vm import VmDestination, VmSource, VmSrcSummary, vm_source
 
 __all__ = [
+    "DEFAULT_PORT",
+    "Baseline",
+    "ClientSummary",
     "ConfigError",
     "CorruptionError",
-    "DirtyOptions",
+    "DirtyConfig",
     "DirtySample",
     "DirtySummary",
     "DirtyWorkload",
     "DowntimeEvent",
     "EchoServer",
+    "EchoServerConfig",
+    "EchoStats",
+    "InternalError",
     "MigmonError",
     "NetworkError",
+    "NewClient",
+    "NoReply",
     "OneWayServer",
+    "OneWayServerConfig",
+    "OneWaySummary",
     "Percentiles",
+    "ProbeConfig",
+    "ProbeStatus",
     "ProbeSummary",
     "Prober",
     "ProtocolError",
     "ResourceError",
+    "VmConnected",
     "VmDestination",
+    "VmDestinationConfig",
+    "VmDstSample",
+    "VmPostcopy",
+    "VmRejected",
+    "VmSessionSummary",
     "VmSource",
+    "VmSourceConfig",
+    "VmSrcSample",
     "VmSrcSummary",
     "__version__",
     "mm_dirty",
@@ -56,3 +117,62 @@ __all__ = [
     "probe",
     "vm_source",
 ]
+
+
+def _to_end(run: Any, on_item: Callable[[Any], None] | None) -> Any:
+    """Feeds every item to ``on_item`` until the run ends; its result. A
+    KeyboardInterrupt stops the run (threads joined) and propagates."""
+    with run:
+        for item in run:
+            if on_item is not None:
+                on_item(item)
+        return run.stop()
+
+
+def mm_dirty(
+    size_mb: int | str = 512,
+    rate_mb_s: int | str | None = None,
+    *,
+    on_sample: Callable[[DirtySample], None] | None = None,
+    **config: Any,
+) -> DirtySummary:
+    """Runs a dirty workload to its end (give ``duration_s``) and returns
+    its summary; ``on_sample`` sees every interval. Keyword arguments are
+    :class:`DirtyConfig`'s."""
+    if config.get("duration_s") is None:
+        raise ConfigError("mm_dirty() needs duration_s (use DirtyWorkload to run open-ended)")
+    run = DirtyWorkload(size_mb=size_mb, rate_mb_s=rate_mb_s, **config)
+    summary: DirtySummary = _to_end(run, on_sample)
+    return summary
+
+
+def probe(
+    server: str,
+    interval_ms: float = 1000.0,
+    *,
+    on_event: Callable[[Baseline | DowntimeEvent | NoReply], None] | None = None,
+    **config: Any,
+) -> ProbeSummary:
+    """Probes ``server`` until ``count`` probes were sent or ``duration_s``
+    passed and returns the summary; ``on_event`` sees every message.
+    Keyword arguments are :class:`ProbeConfig`'s."""
+    if config.get("count") is None and config.get("duration_s") is None:
+        raise ConfigError("probe() needs count or duration_s (use Prober to run open-ended)")
+    run = Prober(server=server, interval_ms=interval_ms, **config)
+    summary: ProbeSummary = _to_end(run, on_event)
+    return summary
+
+
+def vm_source(
+    host: str,
+    *,
+    on_sample: Callable[[VmSrcSample], None] | None = None,
+    **config: Any,
+) -> VmSrcSummary:
+    """Runs an emulated source for ``duration_s`` and returns its summary;
+    keyword arguments are :class:`VmSourceConfig`'s."""
+    if config.get("duration_s") is None:
+        raise ConfigError("vm_source() needs duration_s (use VmSource to run open-ended)")
+    run = VmSource(host=host, **config)
+    summary: VmSrcSummary = _to_end(run, on_sample)
+    return summary

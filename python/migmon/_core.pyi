@@ -1,416 +1,898 @@
-"""Type stubs for the Rust extension module (import from ``migmon`` instead)."""
+"""Stubs of the extension module (written by scripts/gen_stubs.py from the
+Rust sources: do not edit). Import from :mod:`migmon`, not from here."""
+
+from collections.abc import Iterator
+from types import TracebackType
+from typing import Any, Literal, final
+
+from typing_extensions import Self
 
 __version__: str
-
-def parse_size_mb(text: str) -> int: ...
-
-class MigmonError(Exception): ...
-class ConfigError(MigmonError): ...
-class ResourceError(MigmonError): ...
-class ProtocolError(MigmonError): ...
-class NetworkError(MigmonError): ...
-
-class CorruptionError(MigmonError):
-    page: int
-    offset: int
-    expected: int
-    found: int
-
-class Percentiles:
-    @property
-    def count(self) -> int: ...
-    @property
-    def min_ns(self) -> int: ...
-    @property
-    def mean_ns(self) -> float: ...
-    @property
-    def p50_ns(self) -> int: ...
-    @property
-    def p90_ns(self) -> int: ...
-    @property
-    def p99_ns(self) -> int: ...
-    @property
-    def p999_ns(self) -> int: ...
-    @property
-    def p9999_ns(self) -> int: ...
-    @property
-    def max_ns(self) -> int: ...
-
-class DirtySample:
-    @property
-    def index(self) -> int: ...
-    @property
-    def elapsed_s(self) -> float: ...
-    @property
-    def duration_ms(self) -> int: ...
-    @property
-    def bytes(self) -> int: ...
-    @property
-    def rate_mb_s(self) -> float: ...
-    @property
-    def load_pct(self) -> float: ...
-    @property
-    def latency(self) -> Percentiles | None: ...
-
-class DirtySummary:
-    @property
-    def prefault_s(self) -> float: ...
-    @property
-    def duration_s(self) -> float: ...
-    @property
-    def bytes(self) -> int: ...
-    @property
-    def rate_mb_s(self) -> float: ...
-    @property
-    def samples(self) -> list[DirtySample]: ...
-    @property
-    def latency(self) -> Percentiles | None: ...
-    @property
-    def buckets(self) -> list[int] | None: ...
-    @property
-    def verified_pages(self) -> int: ...
-    @property
-    def completed_prefault(self) -> bool: ...
-
-class DirtyRun:
-    def __init__(
-        self,
-        *,
-        size_mb: int,
-        rate_mb_s: int | None = None,
-        pattern: str = "sequential",
-        page_size: str = "4k",
-        threads: int = 1,
-        record_latency: bool = False,
-        verify: bool = True,
-        interval_ms: int = 1000,
-        duration_ms: int | None = None,
-        force: bool = False,
-        seed: int | None = None,
-    ) -> None: ...
-    @property
-    def phase(self) -> str: ...
-    @property
-    def prefault_progress(self) -> tuple[int, int]: ...
-    @property
-    def region_address(self) -> int: ...
-    @property
-    def pattern(self) -> str: ...
-    @property
-    def page_size_bytes(self) -> int: ...
-    @property
-    def done(self) -> bool: ...
-    def next_sample(self, timeout_s: float = 0.1) -> DirtySample | None: ...
-    def request_stop(self) -> None: ...
-    def stop(self) -> DirtySummary: ...
-
 DEFAULT_PORT: int
 
-class DowntimeEvent:
-    @property
-    def index(self) -> int: ...
-    @property
-    def start_unix_s(self) -> float: ...
-    @property
-    def start_offset_s(self) -> float: ...
-    @property
-    def gap_ns(self) -> int: ...
-    @property
-    def blackout_ns(self) -> int: ...
-    @property
-    def resolution_ns(self) -> int: ...
-    @property
-    def probes_missed(self) -> int: ...
-    @property
-    def peer(self) -> str | None: ...
+def parse_size_mb(text: str) -> int:
+    """A size such as ``512``, ``16G`` or ``2T`` in MB (MiB)."""
 
-class Baseline:
-    @property
-    def peer(self) -> str | None: ...
-    @property
-    def gap_ns(self) -> int: ...
-    @property
-    def threshold_ns(self) -> int: ...
-    @property
-    def unix_s(self) -> float: ...
+@final
+class EchoServerConfig:
+    """A UDP server's configuration (`server_rr`; `server` adds a threshold)."""
 
-class NoReply:
     @property
-    def after_s(self) -> float: ...
+    def bind(self) -> str | None:
+        """Address to listen on; None = every address, IPv6 and IPv4."""
+    @property
+    def port(self) -> int:
+        """UDP port; 0 = any free port."""
+    @property
+    def duration_s(self) -> float | None:
+        """Stop after this many seconds; None = until stopped."""
+    def __init__(self, *, bind: str | None = ..., port: int = ..., duration_s: float | None = ...) -> None: ...
+    def replace(self, **changes: Any) -> Self:
+        """A copy with the given fields changed (validated again)."""
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, under the same keys as the JSON output."""
 
+@final
 class NewClient:
-    @property
-    def peer(self) -> str: ...
+    """A sender the server heard for the first time."""
 
-class ProbeStatus:
     @property
-    def sent(self) -> int: ...
-    @property
-    def received(self) -> int: ...
-    @property
-    def max_gap_ns(self) -> int: ...
-    @property
-    def cur_gap_ns(self) -> int: ...
-    @property
-    def since_last_reply_ns(self) -> int: ...
-    @property
-    def last_rtt_ns(self) -> int: ...
-    @property
-    def events(self) -> int: ...
+    def peer(self) -> str:
+        """The sender, "ip:port"."""
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, under the same keys as the JSON output."""
 
-class ProbeSummary:
-    @property
-    def duration_s(self) -> float: ...
-    @property
-    def interval_ns(self) -> int: ...
-    @property
-    def sent(self) -> int: ...
-    @property
-    def received(self) -> int: ...
-    @property
-    def lost(self) -> int: ...
-    @property
-    def duplicates(self) -> int: ...
-    @property
-    def reordered(self) -> int: ...
-    @property
-    def refused(self) -> int: ...
-    @property
-    def foreign(self) -> int: ...
-    @property
-    def send_errors(self) -> int: ...
-    @property
-    def skipped(self) -> int: ...
-    @property
-    def rtt(self) -> Percentiles | None: ...
-    @property
-    def send_jitter(self) -> Percentiles: ...
-    @property
-    def baseline_gap_ns(self) -> int | None: ...
-    @property
-    def threshold_ns(self) -> int | None: ...
-    @property
-    def events(self) -> list[DowntimeEvent]: ...
-    @property
-    def max_gap_ns(self) -> int: ...
-    @property
-    def total_downtime_ns(self) -> int: ...
-    @property
-    def worst_downtime_ns(self) -> int: ...
-    @property
-    def open_gap_ns(self) -> int: ...
-    @property
-    def one_way(self) -> bool: ...
-
+@final
 class EchoStats:
-    @property
-    def packets(self) -> int: ...
-    @property
-    def bytes(self) -> int: ...
-    @property
-    def probes(self) -> int: ...
-    @property
-    def send_errors(self) -> int: ...
-    @property
-    def clients(self) -> int: ...
+    """Counters of an echo server."""
 
+    @property
+    def packets(self) -> int:
+        """Datagrams received."""
+    @property
+    def bytes(self) -> int:
+        """Bytes received (and echoed)."""
+    @property
+    def probes(self) -> int:
+        """Of those, our probes."""
+    @property
+    def send_errors(self) -> int:
+        """Replies the kernel refused to send."""
+    @property
+    def clients(self) -> int:
+        """Distinct senders seen (capped at 65536)."""
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, under the same keys as the JSON output."""
+
+@final
+class DowntimeEvent:
+    """One downtime: no packet arrived for `gap_ms`."""
+
+    @property
+    def index(self) -> int:
+        """0 for the first event of a run (per peer on a server)."""
+    @property
+    def peer(self) -> str | None:
+        """The peer ("ip:port") whose packets stopped."""
+    @property
+    def start_unix_s(self) -> float:
+        """Wall-clock time (Unix seconds) of the last arrival before the gap."""
+    @property
+    def start_offset_s(self) -> float:
+        """Seconds from the start of the run to that arrival."""
+    @property
+    def gap_ms(self) -> float:
+        """Time between the arrivals around the gap, ms."""
+    @property
+    def blackout_ms(self) -> float:
+        """Estimated blackout: the gap less one interval, ms (never negative)."""
+    @property
+    def resolution_ms(self) -> float:
+        """How exact the blackout estimate is (one probe interval), ms."""
+    @property
+    def probes_missed(self) -> int:
+        """Probes sent in the gap that got no timely reply (round trip) or never arrived (one way, from sequence numbers)."""
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, under the same keys as the JSON output."""
+
+@final
+class Baseline:
+    """The first two arrivals set the baseline gap and the spike threshold."""
+
+    @property
+    def peer(self) -> str | None:
+        """The peer, on a server that measures many."""
+    @property
+    def gap_ms(self) -> float:
+        """Gap between the first two arrivals, ms."""
+    @property
+    def threshold_ms(self) -> float:
+        """Spike threshold from now on, ms."""
+    @property
+    def unix_s(self) -> float:
+        """Wall-clock time, Unix seconds."""
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, under the same keys as the JSON output."""
+
+@final
+class OneWayServerConfig:
+    """The one-way server's configuration (`server`). Times in ms as the original's, the run's length in seconds."""
+
+    @property
+    def bind(self) -> str | None:
+        """Address to listen on; None = every address, IPv6 and IPv4."""
+    @property
+    def port(self) -> int:
+        """UDP port; 0 = any free port."""
+    @property
+    def threshold_ms(self) -> float | None:
+        """A gap this long is a downtime event; None = twice a client's first gap, as the original."""
+    @property
+    def duration_s(self) -> float | None:
+        """Stop after this many seconds; None = until stopped."""
+    def __init__(self, *, bind: str | None = ..., port: int = ..., threshold_ms: float | None = ..., duration_s: float | None = ...) -> None: ...
+    def replace(self, **changes: Any) -> Self:
+        """A copy with the given fields changed (validated again)."""
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, under the same keys as the JSON output."""
+
+@final
 class ClientSummary:
-    @property
-    def peer(self) -> str: ...
-    @property
-    def packets(self) -> int: ...
-    @property
-    def probes(self) -> int: ...
-    @property
-    def lost(self) -> int: ...
-    @property
-    def reordered(self) -> int: ...
-    @property
-    def max_gap_ns(self) -> int: ...
-    @property
-    def cur_gap_ns(self) -> int: ...
-    @property
-    def threshold_ns(self) -> int | None: ...
-    @property
-    def events(self) -> list[DowntimeEvent]: ...
+    """One client's figures."""
 
-class EchoServer:
-    def __init__(self, *, bind: str | None = None, port: int = 12323) -> None: ...
     @property
-    def port(self) -> int: ...
+    def peer(self) -> str:
+        """The client, "ip:port"."""
     @property
-    def address(self) -> str: ...
-    def stats(self) -> EchoStats: ...
-    def take_new_clients(self) -> list[str]: ...
-    def stop(self) -> EchoStats: ...
+    def packets(self) -> int:
+        """Datagrams received."""
+    @property
+    def probes(self) -> int:
+        """Of those, our probes."""
+    @property
+    def lost(self) -> int:
+        """Probes never received (from sequence numbers; ours only)."""
+    @property
+    def reordered(self) -> int:
+        """Probes that came after a later one."""
+    @property
+    def max_gap_ms(self) -> float:
+        """Largest gap after the baseline, ms."""
+    @property
+    def cur_gap_ms(self) -> float:
+        """Latest gap, ms."""
+    @property
+    def threshold_ms(self) -> float | None:
+        """Spike threshold, ms."""
+    @property
+    def events(self) -> list[DowntimeEvent]:
+        """Downtime events."""
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, under the same keys as the JSON output."""
 
-class OneWayServer:
-    def __init__(
-        self, *, bind: str | None = None, port: int = 12323, threshold_ms: float | None = None
-    ) -> None: ...
-    @property
-    def port(self) -> int: ...
-    @property
-    def address(self) -> str: ...
-    def next_message(
-        self, timeout_s: float = 0.1
-    ) -> NewClient | Baseline | DowntimeEvent | None: ...
-    def clients(self) -> list[ClientSummary]: ...
-    def stop(self) -> list[ClientSummary]: ...
+@final
+class OneWaySummary:
+    """Every client's figures at the end."""
 
-class ProbeRun:
-    def __init__(
-        self,
-        host: str,
-        *,
-        port: int = 12323,
-        interval_ms: float = 1000.0,
-        threshold_ms: float | None = None,
-        count: int | None = None,
-        duration_s: float | None = None,
-        one_way: bool = False,
-    ) -> None: ...
-    def next_message(self, timeout_s: float = 0.1) -> Baseline | DowntimeEvent | NoReply | None: ...
     @property
-    def status(self) -> ProbeStatus: ...
-    @property
-    def done(self) -> bool: ...
-    def request_stop(self) -> None: ...
-    def stop(self) -> ProbeSummary: ...
+    def clients(self) -> list[ClientSummary]:
+        """One entry per client, by address."""
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, under the same keys as the JSON output."""
 
+@final
+class ProbeConfig:
+    """A probe run's configuration (`client`). The interval and the threshold are in ms, as the original's command line has them; the run's length in seconds."""
+
+    @property
+    def server(self) -> str:
+        """The echo (or one-way) server: an address or a host name."""
+    @property
+    def port(self) -> int:
+        """Its UDP port."""
+    @property
+    def interval_ms(self) -> float:
+        """Time between probes, ms."""
+    @property
+    def threshold_ms(self) -> float | None:
+        """A gap this long is a downtime event, ms; None = twice the first gap (the original's rule)."""
+    @property
+    def count(self) -> int | None:
+        """Stop after sending this many probes."""
+    @property
+    def duration_s(self) -> float | None:
+        """Stop after this many seconds."""
+    @property
+    def one_way(self) -> bool:
+        """Only send, for a one-way server."""
+    def __init__(self, *, server: str = ..., port: int = ..., interval_ms: float = ..., threshold_ms: float | None = ..., count: int | None = ..., duration_s: float | None = ..., one_way: bool = ...) -> None: ...
+    def replace(self, **changes: Any) -> Self:
+        """A copy with the given fields changed (validated again)."""
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, under the same keys as the JSON output."""
+
+@final
+class NoReply:
+    """No reply at all yet: the server may be one-way, down or filtered."""
+
+    @property
+    def after_s(self) -> float:
+        """Seconds since the first probe."""
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, under the same keys as the JSON output."""
+
+@final
+class ProbeStatus:
+    """A live view of the run (the original's status line and more)."""
+
+    @property
+    def sent(self) -> int:
+        """Probes sent."""
+    @property
+    def received(self) -> int:
+        """Distinct probes answered."""
+    @property
+    def max_gap_ms(self) -> float:
+        """Largest gap between replies after the baseline, ms."""
+    @property
+    def cur_gap_ms(self) -> float:
+        """Latest gap between replies, ms."""
+    @property
+    def since_last_reply_ms(self) -> float:
+        """Time since the last reply, ms (grows during an outage)."""
+    @property
+    def last_rtt_ms(self) -> float:
+        """Latest round trip, ms."""
+    @property
+    def events(self) -> int:
+        """Downtime events so far."""
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, under the same keys as the JSON output."""
+
+@final
+class ProbeSummary:
+    """The whole run's figures."""
+
+    @property
+    def duration_s(self) -> float:
+        """Seconds from the first probe to the end."""
+    @property
+    def interval_ms(self) -> float:
+        """Probe interval, ms."""
+    @property
+    def one_way(self) -> bool:
+        """Only sent."""
+    @property
+    def sent(self) -> int:
+        """Probes sent."""
+    @property
+    def received(self) -> int:
+        """Distinct probes answered."""
+    @property
+    def lost(self) -> int:
+        """Probes never answered."""
+    @property
+    def duplicates(self) -> int:
+        """Extra copies of answered probes."""
+    @property
+    def reordered(self) -> int:
+        """Replies that came after a reply to a later probe."""
+    @property
+    def refused(self) -> int:
+        """"Connection refused" (the server's port was closed)."""
+    @property
+    def foreign(self) -> int:
+        """Replies that were not our probes."""
+    @property
+    def send_errors(self) -> int:
+        """Sends the kernel refused (no route, link down)."""
+    @property
+    def skipped(self) -> int:
+        """Send slots skipped because the client itself was stalled."""
+    @property
+    def rtt(self) -> Percentiles | None:
+        """Round-trip times (none for one-way)."""
+    @property
+    def send_jitter(self) -> Percentiles:
+        """Actual minus planned send time."""
+    @property
+    def baseline_gap_ms(self) -> float | None:
+        """Gap between the first two replies, ms."""
+    @property
+    def threshold_ms(self) -> float | None:
+        """Spike threshold, ms."""
+    @property
+    def max_gap_ms(self) -> float:
+        """Largest gap between replies after the baseline, ms."""
+    @property
+    def total_downtime_ms(self) -> float:
+        """Sum of the events' blackouts, ms."""
+    @property
+    def worst_downtime_ms(self) -> float:
+        """Largest event blackout, ms."""
+    @property
+    def open_gap_ms(self) -> float:
+        """Time since the last reply when the run ended, ms (an outage still going on shows here, not as an event)."""
+    @property
+    def events(self) -> list[DowntimeEvent]:
+        """Every downtime event."""
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, under the same keys as the JSON output."""
+
+@final
+class DirtyConfig:
+    """A dirty workload's configuration: built once (from the command line or from Python keyword arguments), checked by [`DirtyConfig::validate`]. Sizes in MB (MiB), rates in MB/s, times in seconds."""
+
+    @property
+    def size_mb(self) -> int:
+        """Region size in MB; also the original's size text (`16G`)."""
+    @property
+    def rate_mb_s(self) -> int | None:
+        """Target dirty rate in MB/s, shared by all threads; None = unlimited."""
+    @property
+    def pattern(self) -> Literal["sequential", "random", "once"]:
+        """Page selection: sequential, random or once."""
+    @property
+    def page_size(self) -> Literal["4k", "2m", "1g", "thp"]:
+        """What backs the region: 4k, 2m, 1g or thp."""
+    @property
+    def threads(self) -> int:
+        """Dirtying threads, each on its own contiguous slice (1..=1024)."""
+    @property
+    def record_latency(self) -> bool:
+        """Time every 4 KiB access."""
+    @property
+    def verify(self) -> bool:
+        """Check every page holds what was last written there."""
+    @property
+    def interval_s(self) -> float:
+        """Seconds between samples (at least 0.01)."""
+    @property
+    def duration_s(self) -> float | None:
+        """Stop by itself after this many seconds of dirtying; None = until stopped."""
+    @property
+    def force(self) -> bool:
+        """Skip the available-memory check."""
+    @property
+    def seed(self) -> int | None:
+        """Seed for the random pattern; None = from the clock."""
+    def __init__(self, *, size_mb: int | str = ..., rate_mb_s: int | str | None = ..., pattern: Literal["sequential", "random", "once"] = ..., page_size: Literal["4k", "2m", "1g", "thp"] = ..., threads: int = ..., record_latency: bool = ..., verify: bool = ..., interval_s: float = ..., duration_s: float | None = ..., force: bool = ..., seed: int | None = ...) -> None: ...
+    def replace(self, **changes: Any) -> Self:
+        """A copy with the given fields changed (validated again)."""
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, under the same keys as the JSON output."""
+
+@final
+class DirtySample:
+    """One interval's figures."""
+
+    @property
+    def index(self) -> int:
+        """0 for the first interval."""
+    @property
+    def elapsed_s(self) -> float:
+        """Seconds since dirtying started, at the end of this interval."""
+    @property
+    def duration_ms(self) -> int:
+        """Length of this interval in ms (the original's "time (ms)")."""
+    @property
+    def bytes(self) -> int:
+        """Bytes dirtied (4 KiB per page touched)."""
+    @property
+    def rate_mb_s(self) -> float:
+        """Dirty rate over the interval in MB/s."""
+    @property
+    def load_pct(self) -> float:
+        """Share of the interval the workers were not sleeping, in percent."""
+    @property
+    def latency(self) -> Percentiles | None:
+        """Access latencies over the interval, with `record_latency`."""
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, under the same keys as the JSON output."""
+
+@final
+class DirtySummary:
+    """The whole run's figures."""
+
+    @property
+    def prefault_s(self) -> float:
+        """Seconds spent prefaulting."""
+    @property
+    def duration_s(self) -> float:
+        """Seconds spent dirtying (or waiting, for `once`)."""
+    @property
+    def bytes(self) -> int:
+        """Bytes dirtied in total."""
+    @property
+    def rate_mb_s(self) -> float:
+        """Average dirty rate in MB/s."""
+    @property
+    def intervals(self) -> int:
+        """Number of full intervals reported."""
+    @property
+    def completed_prefault(self) -> bool:
+        """False when stopped before prefaulting finished."""
+    @property
+    def verified(self) -> bool:
+        """True when the final integrity check ran (verification on and prefaulting completed)."""
+    @property
+    def verified_pages(self) -> int:
+        """Pages the final integrity check read (0 without verification)."""
+    @property
+    def latency(self) -> Percentiles | None:
+        """Access latencies over the whole run, with `record_latency`."""
+    @property
+    def buckets_us(self) -> dict[int, int] | None:
+        """The original's 21 buckets (upper bound in us -> count), with `record_latency`."""
+    @property
+    def samples(self) -> list[DirtySample]:
+        """Every full interval's sample (not part of the JSON summary line)."""
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, under the same keys as the JSON output."""
+
+@final
+class Percentiles:
+    """The figures every summary reports, all in nanoseconds."""
+
+    @property
+    def count(self) -> int:
+        """Number of values recorded."""
+    @property
+    def min_ns(self) -> int:
+        """Smallest value (ns)."""
+    @property
+    def mean_ns(self) -> float:
+        """Mean (ns)."""
+    @property
+    def p50_ns(self) -> int:
+        """Median (ns)."""
+    @property
+    def p90_ns(self) -> int:
+        """90th percentile (ns)."""
+    @property
+    def p99_ns(self) -> int:
+        """99th percentile (ns)."""
+    @property
+    def p99_9_ns(self) -> int:
+        """99.9th percentile (ns)."""
+    @property
+    def p99_99_ns(self) -> int:
+        """99.99th percentile (ns)."""
+    @property
+    def max_ns(self) -> int:
+        """Largest value (ns)."""
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, under the same keys as the JSON output."""
+
+@final
+class VmDestinationConfig:
+    """The emulated destination's configuration. Times in seconds."""
+
+    @property
+    def bind(self) -> str | None:
+        """Address to listen on; None = every address, IPv6 and IPv4."""
+    @property
+    def port(self) -> int:
+        """TCP port; 0 = any free port."""
+    @property
+    def vm_size_gb(self) -> int:
+        """Guest size in GB, for sources of the original protocol (an extended source says its own)."""
+    @property
+    def interval_s(self) -> float:
+        """Seconds between each session's samples."""
+    @property
+    def duration_s(self) -> float | None:
+        """Stop after this many seconds; None = until stopped."""
+    def __init__(self, *, bind: str | None = ..., port: int = ..., vm_size_gb: int = ..., interval_s: float = ..., duration_s: float | None = ...) -> None: ...
+    def replace(self, **changes: Any) -> Self:
+        """A copy with the given fields changed (validated again)."""
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, under the same keys as the JSON output."""
+
+@final
 class VmConnected:
-    @property
-    def session(self) -> int: ...
-    @property
-    def peer(self) -> str: ...
-    @property
-    def extended(self) -> bool: ...
+    """A source connected (its main connection)."""
 
+    @property
+    def session(self) -> int:
+        """Session number on this destination."""
+    @property
+    def peer(self) -> str:
+        """The source, "ip:port"."""
+    @property
+    def extended(self) -> bool:
+        """True when it speaks our extension (multifd, preempt)."""
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, under the same keys as the JSON output."""
+
+@final
 class VmPostcopy:
-    @property
-    def session(self) -> int: ...
+    """The source turned postcopy on."""
 
+    @property
+    def session(self) -> int:
+        """Session number."""
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, under the same keys as the JSON output."""
+
+@final
 class VmDstSample:
-    @property
-    def session(self) -> int: ...
-    @property
-    def elapsed_s(self) -> float: ...
-    @property
-    def duration_ms(self) -> int: ...
-    @property
-    def bytes(self) -> int: ...
-    @property
-    def rate_mb_s(self) -> float: ...
-    @property
-    def latency(self) -> Percentiles: ...
+    """One interval of one session, as the destination saw it."""
 
-class VmDropped:
     @property
-    def session(self) -> int: ...
+    def session(self) -> int:
+        """Session number."""
     @property
-    def peer(self) -> str: ...
+    def elapsed_s(self) -> float:
+        """Seconds since the session started, at the end of the interval."""
     @property
-    def reason(self) -> str: ...
+    def duration_ms(self) -> int:
+        """Length of the interval, ms."""
+    @property
+    def bytes(self) -> int:
+        """Bytes received over all the session's connections."""
+    @property
+    def rate_mb_s(self) -> float:
+        """Receive rate, MB/s."""
+    @property
+    def latency(self) -> Percentiles:
+        """Page-request latencies in the interval (count 0 without postcopy)."""
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, under the same keys as the JSON output."""
 
-class VmRejected:
-    @property
-    def peer(self) -> str: ...
-    @property
-    def reason(self) -> str: ...
-
+@final
 class VmSessionSummary:
-    @property
-    def session(self) -> int: ...
-    @property
-    def peer(self) -> str: ...
-    @property
-    def duration_s(self) -> float: ...
-    @property
-    def bytes(self) -> int: ...
-    @property
-    def channels(self) -> int: ...
-    @property
-    def preempt(self) -> bool: ...
-    @property
-    def latency(self) -> Percentiles: ...
-    @property
-    def reason(self) -> str: ...
+    """A session's figures at its end; also the message that says it ended."""
 
+    @property
+    def session(self) -> int:
+        """Session number."""
+    @property
+    def peer(self) -> str:
+        """The source, "ip:port"."""
+    @property
+    def duration_s(self) -> float:
+        """Seconds from connect to end."""
+    @property
+    def bytes(self) -> int:
+        """Bytes received over all connections."""
+    @property
+    def channels(self) -> int:
+        """Multifd connections that joined."""
+    @property
+    def preempt(self) -> bool:
+        """Whether a preempt connection joined."""
+    @property
+    def latency(self) -> Percentiles:
+        """Page-request latencies over the session."""
+    @property
+    def reason(self) -> str:
+        """Why it ended ("connection closed" is a normal end)."""
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, under the same keys as the JSON output."""
+
+@final
+class VmRejected:
+    """A connection was refused before it became part of a session."""
+
+    @property
+    def peer(self) -> str:
+        """Who, "ip:port"."""
+    @property
+    def reason(self) -> str:
+        """Why."""
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, under the same keys as the JSON output."""
+
+@final
+class VmSourceConfig:
+    """An emulated source's configuration. Sizes in GB, rates in MB/s, times in seconds."""
+
+    @property
+    def host(self) -> str:
+        """The destination: an IPv4 or IPv6 address or a host name."""
+    @property
+    def port(self) -> int:
+        """Its TCP port."""
+    @property
+    def vm_size_gb(self) -> int:
+        """Guest size in GB (1 GB = 262144 pages of 4 KiB)."""
+    @property
+    def precopy(self) -> bool:
+        """Stream precopy pages."""
+    @property
+    def postcopy(self) -> bool:
+        """Ask the destination to request pages (postcopy)."""
+    @property
+    def channels(self) -> int:
+        """Multifd connections for the precopy stream (0 = on main; at most 64)."""
+    @property
+    def preempt(self) -> bool:
+        """Answer page requests on a connection of their own."""
+    @property
+    def return_path(self) -> Literal["preempt", "main"]:
+        """With `preempt`: where the requests travel."""
+    @property
+    def max_bandwidth_mb_s(self) -> int | None:
+        """Cap of the precopy stream, MB/s (also size text: `1G`); None = none."""
+    @property
+    def duration_s(self) -> float | None:
+        """Stop after this many seconds; None = until stopped."""
+    @property
+    def interval_s(self) -> float:
+        """Seconds between samples."""
+    def __init__(self, *, host: str = ..., port: int = ..., vm_size_gb: int = ..., precopy: bool = ..., postcopy: bool = ..., channels: int = ..., preempt: bool = ..., return_path: Literal["preempt", "main"] = ..., max_bandwidth_mb_s: int | str | None = ..., duration_s: float | None = ..., interval_s: float = ...) -> None: ...
+    def replace(self, **changes: Any) -> Self:
+        """A copy with the given fields changed (validated again)."""
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, under the same keys as the JSON output."""
+
+@final
 class VmSrcSample:
-    @property
-    def index(self) -> int: ...
-    @property
-    def elapsed_s(self) -> float: ...
-    @property
-    def duration_ms(self) -> int: ...
-    @property
-    def bytes(self) -> int: ...
-    @property
-    def rate_mb_s(self) -> float: ...
-    @property
-    def channel_mb_s(self) -> list[float]: ...
-    @property
-    def requests(self) -> int: ...
+    """One interval of a source."""
 
+    @property
+    def index(self) -> int:
+        """0 for the first interval."""
+    @property
+    def elapsed_s(self) -> float:
+        """Seconds since the start, at the end of the interval."""
+    @property
+    def duration_ms(self) -> int:
+        """Length of the interval, ms."""
+    @property
+    def bytes(self) -> int:
+        """Bytes sent over every connection (headers and pages)."""
+    @property
+    def rate_mb_s(self) -> float:
+        """Send rate, MB/s."""
+    @property
+    def channel_mb_s(self) -> list[float]:
+        """Send rate of each multifd connection, MB/s."""
+    @property
+    def requests(self) -> int:
+        """Page requests answered in the interval."""
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, under the same keys as the JSON output."""
+
+@final
 class VmSrcSummary:
-    @property
-    def duration_s(self) -> float: ...
-    @property
-    def bytes(self) -> int: ...
-    @property
-    def rate_mb_s(self) -> float: ...
-    @property
-    def peak_mb_s(self) -> float: ...
-    @property
-    def requests(self) -> int: ...
-    @property
-    def channels(self) -> int: ...
-    @property
-    def preempt(self) -> bool: ...
-    @property
-    def samples(self) -> list[VmSrcSample]: ...
-    @property
-    def end_reason(self) -> str: ...
+    """The whole run."""
 
-class VmDestination:
-    def __init__(
+    @property
+    def duration_s(self) -> float:
+        """Seconds from the start to the end."""
+    @property
+    def bytes(self) -> int:
+        """Bytes sent."""
+    @property
+    def rate_mb_s(self) -> float:
+        """Average rate, MB/s."""
+    @property
+    def peak_mb_s(self) -> float:
+        """Best interval, MB/s."""
+    @property
+    def requests(self) -> int:
+        """Page requests answered."""
+    @property
+    def channels(self) -> int:
+        """Multifd connections used."""
+    @property
+    def preempt(self) -> bool:
+        """Whether a preempt connection was used."""
+    @property
+    def end(self) -> Literal["duration", "stopped", "peer_closed", "error"]:
+        """How it ended."""
+    @property
+    def end_reason(self) -> str:
+        """The end in words ("duration reached", "stopped", or what went wrong)."""
+    @property
+    def intervals(self) -> int:
+        """Number of intervals reported."""
+    @property
+    def samples(self) -> list[VmSrcSample]:
+        """Every interval (not part of the JSON summary line)."""
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, under the same keys as the JSON output."""
+
+@final
+class DirtyWorkload:
+    """A background run of a :class:`DirtyConfig` (or of its keyword arguments)."""
+
+    def __init__(self, config: DirtyConfig | None = None, **kwargs: Any) -> None: ...
+    @property
+    def config(self) -> DirtyConfig: ...
+    def next(self, timeout_s: float = 0.1) -> DirtySample | None:
+        """The next item, waiting at most ``timeout_s``."""
+    def drain(self) -> list[DirtySample]:
+        """Every item ready now, without waiting."""
+    def __iter__(self) -> Iterator[DirtySample]: ...
+    def __next__(self) -> DirtySample: ...
+    @property
+    def done(self) -> bool: ...
+    def request_stop(self) -> None: ...
+    def stop(self) -> DirtySummary:
+        """Ends the run; its result (the same object every time)."""
+    def wait(self, timeout_s: float | None = None) -> DirtySummary | None:
+        """Waits for the run to end by itself; None on timeout."""
+    def __enter__(self) -> Self: ...
+    def __exit__(
         self,
-        *,
-        bind: str | None = None,
-        port: int = 12323,
-        vm_size_gb: int = 1024,
-        interval_ms: int = 1000,
-    ) -> None: ...
+        et: type[BaseException] | None,
+        e: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool: ...
+    @property
+    def phase(self) -> Literal["prefaulting", "dirtying", "stopping", "done"]: ...
+    @property
+    def prefault_progress(self) -> tuple[int, int]:
+        """(pages prefaulted, total pages), 4 KiB pages."""
+    @property
+    def region_address(self) -> int:
+        """Address of the dirtied region in this process."""
+    @property
+    def page_size_bytes(self) -> int: ...
+    def wait_prefaulted(self, timeout_s: float | None = None) -> bool:
+        """True once every page is prefaulted; False on timeout or end."""
+
+@final
+class VmSource:
+    """A background run of a :class:`VmSourceConfig` (or of its keyword arguments)."""
+
+    def __init__(self, config: VmSourceConfig | None = None, **kwargs: Any) -> None: ...
+    @property
+    def config(self) -> VmSourceConfig: ...
+    def next(self, timeout_s: float = 0.1) -> VmSrcSample | None:
+        """The next item, waiting at most ``timeout_s``."""
+    def drain(self) -> list[VmSrcSample]:
+        """Every item ready now, without waiting."""
+    def __iter__(self) -> Iterator[VmSrcSample]: ...
+    def __next__(self) -> VmSrcSample: ...
+    @property
+    def done(self) -> bool: ...
+    def request_stop(self) -> None: ...
+    def stop(self) -> VmSrcSummary:
+        """Ends the run; its result (the same object every time)."""
+    def wait(self, timeout_s: float | None = None) -> VmSrcSummary | None:
+        """Waits for the run to end by itself; None on timeout."""
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        et: type[BaseException] | None,
+        e: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool: ...
+
+@final
+class VmDestination:
+    """A background run of a :class:`VmDestinationConfig` (or of its keyword arguments)."""
+
+    def __init__(self, config: VmDestinationConfig | None = None, **kwargs: Any) -> None: ...
+    @property
+    def config(self) -> VmDestinationConfig: ...
+    def next(self, timeout_s: float = 0.1) -> VmConnected | VmPostcopy | VmDstSample | VmSessionSummary | VmRejected | None:
+        """The next item, waiting at most ``timeout_s``."""
+    def drain(self) -> list[VmConnected | VmPostcopy | VmDstSample | VmSessionSummary | VmRejected]:
+        """Every item ready now, without waiting."""
+    def __iter__(self) -> Iterator[VmConnected | VmPostcopy | VmDstSample | VmSessionSummary | VmRejected]: ...
+    def __next__(self) -> VmConnected | VmPostcopy | VmDstSample | VmSessionSummary | VmRejected: ...
+    @property
+    def done(self) -> bool: ...
+    def request_stop(self) -> None: ...
+    def stop(self) -> list[VmSessionSummary]:
+        """Ends the run; its result (the same object every time)."""
+    def wait(self, timeout_s: float | None = None) -> list[VmSessionSummary] | None:
+        """Waits for the run to end by itself; None on timeout."""
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        et: type[BaseException] | None,
+        e: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool: ...
     @property
     def port(self) -> int: ...
     @property
     def address(self) -> str: ...
     @property
-    def active(self) -> int: ...
-    def next_message(
-        self, timeout_s: float = 0.1
-    ) -> VmConnected | VmPostcopy | VmDstSample | VmDropped | VmRejected | None: ...
-    def finished(self) -> list[VmSessionSummary]: ...
-    def stop(self) -> list[VmSessionSummary]: ...
+    def active(self) -> int:
+        """Sessions running now."""
 
-class VmSource:
-    def __init__(
-        self,
-        host: str,
-        *,
-        port: int = 12323,
-        vm_size_gb: int = 1024,
-        precopy: bool = True,
-        postcopy: bool = False,
-        channels: int = 0,
-        preempt: bool = False,
-        requests_on_main: bool = False,
-        max_bandwidth_mb_s: int | None = None,
-        duration_s: float | None = None,
-        interval_ms: int = 1000,
-    ) -> None: ...
-    def next_sample(self, timeout_s: float = 0.1) -> VmSrcSample | None: ...
+@final
+class EchoServer:
+    """A background run of a :class:`EchoServerConfig` (or of its keyword arguments)."""
+
+    def __init__(self, config: EchoServerConfig | None = None, **kwargs: Any) -> None: ...
+    @property
+    def config(self) -> EchoServerConfig: ...
+    def next(self, timeout_s: float = 0.1) -> NewClient | None:
+        """The next item, waiting at most ``timeout_s``."""
+    def drain(self) -> list[NewClient]:
+        """Every item ready now, without waiting."""
+    def __iter__(self) -> Iterator[NewClient]: ...
+    def __next__(self) -> NewClient: ...
     @property
     def done(self) -> bool: ...
     def request_stop(self) -> None: ...
-    def stop(self) -> VmSrcSummary: ...
+    def stop(self) -> EchoStats:
+        """Ends the run; its result (the same object every time)."""
+    def wait(self, timeout_s: float | None = None) -> EchoStats | None:
+        """Waits for the run to end by itself; None on timeout."""
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        et: type[BaseException] | None,
+        e: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def address(self) -> str: ...
+    def stats(self) -> EchoStats:
+        """The counters so far."""
+
+@final
+class OneWayServer:
+    """A background run of a :class:`OneWayServerConfig` (or of its keyword arguments)."""
+
+    def __init__(self, config: OneWayServerConfig | None = None, **kwargs: Any) -> None: ...
+    @property
+    def config(self) -> OneWayServerConfig: ...
+    def next(self, timeout_s: float = 0.1) -> NewClient | Baseline | DowntimeEvent | None:
+        """The next item, waiting at most ``timeout_s``."""
+    def drain(self) -> list[NewClient | Baseline | DowntimeEvent]:
+        """Every item ready now, without waiting."""
+    def __iter__(self) -> Iterator[NewClient | Baseline | DowntimeEvent]: ...
+    def __next__(self) -> NewClient | Baseline | DowntimeEvent: ...
+    @property
+    def done(self) -> bool: ...
+    def request_stop(self) -> None: ...
+    def stop(self) -> OneWaySummary:
+        """Ends the run; its result (the same object every time)."""
+    def wait(self, timeout_s: float | None = None) -> OneWaySummary | None:
+        """Waits for the run to end by itself; None on timeout."""
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        et: type[BaseException] | None,
+        e: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def address(self) -> str: ...
+    def clients(self) -> list[ClientSummary]:
+        """Every client's figures so far."""
+
+@final
+class Prober:
+    """A background run of a :class:`ProbeConfig` (or of its keyword arguments)."""
+
+    def __init__(self, config: ProbeConfig | None = None, **kwargs: Any) -> None: ...
+    @property
+    def config(self) -> ProbeConfig: ...
+    def next(self, timeout_s: float = 0.1) -> Baseline | DowntimeEvent | NoReply | None:
+        """The next item, waiting at most ``timeout_s``."""
+    def drain(self) -> list[Baseline | DowntimeEvent | NoReply]:
+        """Every item ready now, without waiting."""
+    def __iter__(self) -> Iterator[Baseline | DowntimeEvent | NoReply]: ...
+    def __next__(self) -> Baseline | DowntimeEvent | NoReply: ...
+    @property
+    def done(self) -> bool: ...
+    def request_stop(self) -> None: ...
+    def stop(self) -> ProbeSummary:
+        """Ends the run; its result (the same object every time)."""
+    def wait(self, timeout_s: float | None = None) -> ProbeSummary | None:
+        """Waits for the run to end by itself; None on timeout."""
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        et: type[BaseException] | None,
+        e: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool: ...
+    @property
+    def status(self) -> ProbeStatus:
+        """Live figures (sent, received, gaps, last RTT)."""

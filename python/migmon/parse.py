@@ -7,26 +7,19 @@ by content, not by file name. Pure Python: no plotting library needed.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from migmon.output.dirty import DIRTY_RE
+from migmon.output.downtime import SPIKE_MARKERS, SPIKE_RE
+from migmon.output.vm import LATENCY_RE, SPEED_RE
 
 __all__ = ["KINDS", "ParseError", "Series", "parse_file", "parse_text"]
 
 #: What a series can hold.
 KINDS = ("downtime", "dirty", "vm_src", "vm_dst")
 
-DIRTY_RE = re.compile(
-    r"dirty-rate:\s*([\d.]+)\s*\(MB/s\),\s*time \(ms\):\s*(\d+),\s*load:\s*([\d.]+)%"
-    r"(?:,\s*lat \(us\):\s*p50=(\d+)\s+p99=(\d+)\s+max=(\d+))?"
-)
-SPEED_RE = re.compile(r"^Speed:\s*(\d+)\s*\(MB/s\)(?:,\s*channels:\s*([\d.\s]+)\s*\(MB/s\))?")
-LATENCY_RE = re.compile(
-    r"^Latency:\s*average\s*(\d+)\s*\(us\),\s*max:\s*(\d+)\s*\(us\)"
-    r"(?:,\s*p50:\s*([\d.]+)\s*p99:\s*([\d.]+)\s*\(us\))?"
-)
-SPIKE_RE = re.compile(r"^(\d+),(-?\d+)$")
-MARKERS = {"18446744073709551615", "-1"}
+MARKERS = SPIKE_MARKERS
 
 
 class ParseError(ValueError):

@@ -31,7 +31,7 @@ impl PageSize {
             "2m" => Ok(PageSize::Huge2M),
             "1g" => Ok(PageSize::Huge1G),
             "thp" => Ok(PageSize::Thp),
-            _ => Err(Error::invalid(format!(
+            _ => Err(Error::config(format!(
                 "unknown page size '{s}' (expected 4k, 2m, 1g or thp)"
             ))),
         }
@@ -91,15 +91,14 @@ impl Region {
     /// machine can give them (unless `force`).
     pub fn map(len: u64, page_size: PageSize, force: bool) -> Result<Self> {
         if len == 0 || !len.is_multiple_of(page_size.bytes()) {
-            return Err(Error::invalid(format!(
+            return Err(Error::config(format!(
                 "memory size {} MB is not a multiple of the {} page size",
                 len >> 20,
                 page_size.name()
             )));
         }
         check_available(len, page_size, force)?;
-        let len_usize =
-            usize::try_from(len).map_err(|_| Error::invalid("memory size too large"))?;
+        let len_usize = usize::try_from(len).map_err(|_| Error::config("memory size too large"))?;
         let (map_len, extra_flags) = match page_size {
             PageSize::Small => (len_usize, 0),
             PageSize::Thp => (len_usize + (2 << 20), 0),
@@ -123,13 +122,13 @@ impl Region {
         if p == libc::MAP_FAILED {
             let e = std::io::Error::last_os_error();
             return Err(match page_size {
-                PageSize::Huge2M | PageSize::Huge1G => Error::Resource(format!(
+                PageSize::Huge2M | PageSize::Huge1G => Error::resource(format!(
                     "cannot map {} MB of {} huge pages ({e}); {}",
                     len >> 20,
                     page_size.name(),
                     reserve_hint(len, page_size)
                 )),
-                _ => Error::io(format!("mmap of {} MB", len >> 20), e),
+                _ => Error::resource_io(format!("mmap of {} MB", len >> 20), e),
             });
         }
         let map_base = NonNull::new(p.cast::<u8>()).expect("mmap never returns NULL on success");
@@ -145,7 +144,7 @@ impl Region {
                 let e = std::io::Error::last_os_error();
                 // SAFETY: unmapping exactly what we mapped above.
                 unsafe { libc::munmap(p, map_len) };
-                return Err(Error::Resource(format!(
+                return Err(Error::resource(format!(
                     "transparent huge pages unavailable: madvise: {e}"
                 )));
             }
@@ -227,14 +226,14 @@ fn check_available(len: u64, page_size: PageSize, force: bool) -> Result<()> {
     match page_size.hugetlb_dir() {
         Some(dir) => {
             let Some(free) = read_u64(&format!("{dir}/free_hugepages")) else {
-                return Err(Error::Resource(format!(
+                return Err(Error::resource(format!(
                     "{} huge pages are not supported on this machine (no {dir})",
                     page_size.name()
                 )));
             };
             let need = len / page_size.bytes();
             if free < need {
-                return Err(Error::Resource(format!(
+                return Err(Error::resource(format!(
                     "need {need} free {} huge pages, {free} are free; {}",
                     page_size.name(),
                     reserve_hint(len, page_size)
@@ -246,15 +245,15 @@ fn check_available(len: u64, page_size: PageSize, force: bool) -> Result<()> {
                 let mode = fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
                     .unwrap_or_default();
                 if mode.is_empty() || mode.contains("[never]") {
-                    return Err(Error::Resource(
-                        "transparent huge pages are disabled; enable with: echo madvise > /sys/kernel/mm/transparent_hugepage/enabled".into(),
+                    return Err(Error::resource(
+                        "transparent huge pages are disabled; enable with: echo madvise > /sys/kernel/mm/transparent_hugepage/enabled",
                     ));
                 }
             }
             if let Some(avail) = mem_available() {
                 if len > avail {
-                    return Err(Error::Resource(format!(
-                        "{} MB requested but only {} MB of memory is available (--force to try anyway)",
+                    return Err(Error::resource(format!(
+                        "{} MB requested but only {} MB of memory is available (force skips this check)",
                         len >> 20,
                         avail >> 20
                     )));
@@ -301,3 +300,5 @@ mod tests {
         }
     }
 }
+
+crate::text_serde!(PageSize);

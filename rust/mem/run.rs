@@ -2,22 +2,22 @@
 //! on every CPU, the dirtying workers and the sampler that turns their
 //! counters into one [`DirtySample`] per interval.
 //!
-//! [`DirtyRun::start`] returns at once; the run goes on in its own threads.
-//! Callers poll [`DirtyRun::next_sample`] with a timeout (so a Python caller
-//! can check for signals between polls) and end it with [`DirtyRun::stop`],
-//! which joins every thread and returns the [`DirtySummary`].
+//! [`DirtyRun::start`] returns at once; the run goes on in its own threads
+//! as a [`Background`] run: poll it for samples, stop it for the summary.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::{Error, Result};
 use crate::mem::region::{PageSize, Region, DIRTY_STEP};
 use crate::mem::worker::{prefault, Job, WorkerStats};
-use crate::pace::StopFlag;
-use crate::stats::{LatencyHistogram, Percentiles, ORIGINAL_BUCKETS};
-use crate::sync::{Mailbox, Task};
-use crate::units::MB;
+use crate::run::{lock, Background, Ctx, Ticker};
+use crate::stats::{LatencyHistogram, Percentiles};
+use crate::units::{self, de, MB};
 
 /// How pages are chosen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,7 +38,7 @@ impl Pattern {
             "sequential" | "seq" => Ok(Pattern::Sequential),
             "random" | "ran" => Ok(Pattern::Random),
             "once" => Ok(Pattern::Once),
-            _ => Err(Error::invalid(format!(
+            _ => Err(Error::config(format!(
                 "unknown pattern '{s}' (expected sequential, random or once)"
             ))),
         }
@@ -54,32 +54,55 @@ impl Pattern {
     }
 }
 
-/// Everything a run needs, validated by [`DirtyConfig::validate`].
-#[derive(Clone, Debug)]
+crate::text_serde!(Pattern);
+
+/// A dirty workload's configuration: built once (from the command line or
+/// from Python keyword arguments), checked by [`DirtyConfig::validate`].
+/// Sizes in MB (MiB), rates in MB/s, times in seconds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[cfg_attr(
+    feature = "python",
+    pyo3::pyclass(module = "migmon._core", frozen, get_all, skip_from_py_object)
+)]
 pub struct DirtyConfig {
-    /// Region size in MB (MiB).
+    /// Region size in MB; also the original's size text (`16G`).
+    #[serde(deserialize_with = "de::size")]
     pub size_mb: u64,
     /// Target dirty rate in MB/s, shared by all threads; None = unlimited.
+    #[serde(deserialize_with = "de::opt_size")]
     pub rate_mb_s: Option<u64>,
-    /// Page selection.
+    /// Page selection: sequential, random or once.
     pub pattern: Pattern,
-    /// What backs the region.
+    /// What backs the region: 4k, 2m, 1g or thp.
     pub page_size: PageSize,
-    /// Dirtying threads, each on its own contiguous slice.
+    /// Dirtying threads, each on its own contiguous slice (1..=1024).
+    #[serde(deserialize_with = "de::int")]
     pub threads: usize,
     /// Time every 4 KiB access.
+    #[serde(deserialize_with = "de::flag")]
     pub record_latency: bool,
     /// Check every page holds what was last written there.
+    #[serde(deserialize_with = "de::flag")]
     pub verify: bool,
-    /// Sample interval in ms.
-    pub interval_ms: u64,
-    /// Stop by itself after this many ms of dirtying; None = until stopped.
-    pub duration_ms: Option<u64>,
+    /// Seconds between samples (at least 0.01).
+    #[serde(deserialize_with = "de::float")]
+    pub interval_s: f64,
+    /// Stop by itself after this many seconds of dirtying; None = until stopped.
+    #[serde(deserialize_with = "de::opt_float")]
+    pub duration_s: Option<f64>,
     /// Skip the available-memory check.
+    #[serde(deserialize_with = "de::flag")]
     pub force: bool,
     /// Seed for the random pattern; None = from the clock.
+    #[serde(deserialize_with = "de::opt_int")]
     pub seed: Option<u64>,
 }
+
+/// Most dirtying threads a run may start.
+pub const MAX_THREADS: usize = 1024;
+/// Shortest sample interval, seconds.
+pub const MIN_INTERVAL_S: f64 = 0.01;
 
 impl Default for DirtyConfig {
     fn default() -> Self {
@@ -91,8 +114,8 @@ impl Default for DirtyConfig {
             threads: 1,
             record_latency: false,
             verify: true,
-            interval_ms: 1000,
-            duration_ms: None,
+            interval_s: 1.0,
+            duration_s: None,
             force: false,
             seed: None,
         }
@@ -103,38 +126,59 @@ impl DirtyConfig {
     /// Rejects values a run cannot honour, with one line saying which.
     pub fn validate(&self) -> Result<()> {
         if self.size_mb == 0 {
-            return Err(Error::invalid("memory size must be greater than zero"));
+            return Err(Error::config("memory size must be greater than zero"));
         }
         if self.size_mb.checked_mul(MB).is_none() {
-            return Err(Error::invalid("memory size too large"));
+            return Err(Error::config("memory size too large"));
         }
         if self.rate_mb_s == Some(0) {
-            return Err(Error::invalid("dirty rate must be greater than zero"));
+            return Err(Error::config("dirty rate must be greater than zero"));
         }
-        if self.threads == 0 {
-            return Err(Error::invalid("threads must be at least 1"));
+        if self.rate_mb_s.is_some_and(|r| r.checked_mul(MB).is_none()) {
+            return Err(Error::config("dirty rate too large"));
+        }
+        if self.threads == 0 || self.threads > MAX_THREADS {
+            return Err(Error::config(format!(
+                "threads must be between 1 and {MAX_THREADS}, not {}",
+                self.threads
+            )));
         }
         let steps = self.size_mb * MB / DIRTY_STEP;
         if self.threads as u64 > steps {
-            return Err(Error::invalid(format!(
+            return Err(Error::config(format!(
                 "{} threads but only {steps} pages of 4 KiB to share",
                 self.threads
             )));
         }
-        if self.interval_ms == 0 {
-            return Err(Error::invalid("interval must be greater than zero"));
-        }
-        if self.duration_ms == Some(0) {
-            return Err(Error::invalid("duration must be greater than zero"));
-        }
+        self.interval()?;
+        self.duration()?;
         if !(self.size_mb * MB).is_multiple_of(self.page_size.bytes()) {
-            return Err(Error::invalid(format!(
+            return Err(Error::config(format!(
                 "memory size {} MB is not a multiple of the {} page size",
                 self.size_mb,
                 self.page_size.name()
             )));
         }
         Ok(())
+    }
+
+    /// The sample interval.
+    pub fn interval(&self) -> Result<Duration> {
+        let d = units::seconds("the interval", self.interval_s)?;
+        if self.interval_s < MIN_INTERVAL_S {
+            return Err(Error::config(format!(
+                "the interval must be at least {MIN_INTERVAL_S} s, not {}",
+                self.interval_s
+            )));
+        }
+        Ok(d)
+    }
+
+    /// The run's length, if it has one.
+    pub fn duration(&self) -> Result<Option<Duration>> {
+        self.duration_s
+            .map(|d| units::seconds("the duration", d))
+            .transpose()
     }
 }
 
@@ -153,7 +197,12 @@ pub enum Phase {
 }
 
 /// One interval's figures.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "type", rename = "sample")]
+#[cfg_attr(
+    feature = "python",
+    pyo3::pyclass(module = "migmon._core", frozen, get_all, skip_from_py_object)
+)]
 pub struct DirtySample {
     /// 0 for the first interval.
     pub index: u64,
@@ -172,7 +221,12 @@ pub struct DirtySample {
 }
 
 /// The whole run's figures.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "type", rename = "summary")]
+#[cfg_attr(
+    feature = "python",
+    pyo3::pyclass(module = "migmon._core", frozen, get_all, skip_from_py_object)
+)]
 pub struct DirtySummary {
     /// Seconds spent prefaulting.
     pub prefault_s: f64,
@@ -182,40 +236,64 @@ pub struct DirtySummary {
     pub bytes: u64,
     /// Average dirty rate in MB/s.
     pub rate_mb_s: f64,
-    /// Every full interval's sample.
-    pub samples: Vec<DirtySample>,
-    /// Access latencies over the whole run, with `record_latency`.
-    pub latency: Option<Percentiles>,
-    /// The original's 21 buckets, with `record_latency`.
-    pub buckets: Option<[u64; ORIGINAL_BUCKETS]>,
-    /// Pages the final integrity check read (0 without verification).
-    pub verified_pages: u64,
+    /// Number of full intervals reported.
+    pub intervals: u64,
     /// False when stopped before prefaulting finished.
     pub completed_prefault: bool,
+    /// True when the final integrity check ran (verification on and
+    /// prefaulting completed).
+    pub verified: bool,
+    /// Pages the final integrity check read (0 without verification).
+    pub verified_pages: u64,
+    /// Access latencies over the whole run, with `record_latency`.
+    pub latency: Option<Percentiles>,
+    /// The original's 21 buckets (upper bound in us -> count), with
+    /// `record_latency`.
+    pub buckets_us: Option<BTreeMap<u64, u64>>,
+    /// Every full interval's sample (not part of the JSON summary line).
+    #[serde(skip)]
+    pub samples: Vec<DirtySample>,
 }
 
-struct Shared {
-    stop: StopFlag,
+impl DirtySummary {
+    fn empty(prefault_s: f64) -> Self {
+        Self {
+            prefault_s,
+            duration_s: 0.0,
+            bytes: 0,
+            rate_mb_s: 0.0,
+            intervals: 0,
+            completed_prefault: false,
+            verified: false,
+            verified_pages: 0,
+            latency: None,
+            buckets_us: None,
+            samples: Vec::new(),
+        }
+    }
+}
+
+/// What the owner reads while the run goes on.
+struct Progress {
     phase: AtomicU8,
     prefaulted: AtomicU64,
-    samples: Mailbox<DirtySample>,
 }
 
-impl Shared {
-    fn set_phase(&self, p: Phase) {
+impl Progress {
+    fn set_phase(&self, p: Phase, ctx: &Ctx<DirtySample>) {
         self.phase.store(p as u8, Ordering::Release);
-        // Wake anyone waiting on samples so they see the new phase.
-        self.samples.wake();
+        // A poller blocked on samples must see the new phase.
+        ctx.wake();
     }
 }
 
 /// A running workload; see the module docs.
 pub struct DirtyRun {
     cfg: DirtyConfig,
-    shared: Arc<Shared>,
+    progress: Arc<Progress>,
     steps: u64,
     region_addr: usize,
-    runner: Task<DirtySummary>,
+    bg: Background<DirtySample, DirtySummary>,
 }
 
 impl DirtyRun {
@@ -226,27 +304,25 @@ impl DirtyRun {
         let region = Region::map(cfg.size_mb * MB, cfg.page_size, cfg.force)?;
         let steps = region.steps();
         let region_addr = region.as_ptr() as usize;
-        let shared = Arc::new(Shared {
-            stop: StopFlag::new(),
+        let progress = Arc::new(Progress {
             phase: AtomicU8::new(Phase::Prefaulting as u8),
             prefaulted: AtomicU64::new(0),
-            samples: Mailbox::default(),
         });
-        let runner = {
+        let bg = {
             let cfg = cfg.clone();
-            let shared = shared.clone();
-            Task::spawn("mm_dirty", move || {
-                let r = run(&cfg, &shared, &region);
-                shared.set_phase(Phase::Done);
+            let progress = progress.clone();
+            Background::spawn("mm_dirty", move |ctx| {
+                let r = run(&cfg, ctx, &progress, &region);
+                progress.phase.store(Phase::Done as u8, Ordering::Release);
                 r
             })?
         };
         Ok(Self {
             cfg,
-            shared,
+            progress,
             steps,
             region_addr,
-            runner,
+            bg,
         })
     }
 
@@ -255,9 +331,14 @@ impl DirtyRun {
         &self.cfg
     }
 
+    /// The samples, the stop and the summary.
+    pub fn background(&self) -> &Background<DirtySample, DirtySummary> {
+        &self.bg
+    }
+
     /// Where the run is now.
     pub fn phase(&self) -> Phase {
-        match self.shared.phase.load(Ordering::Acquire) {
+        match self.progress.phase.load(Ordering::Acquire) {
             0 => Phase::Prefaulting,
             1 => Phase::Dirtying,
             2 => Phase::Stopping,
@@ -267,49 +348,13 @@ impl DirtyRun {
 
     /// Pages prefaulted so far and in total (4 KiB each).
     pub fn prefault_progress(&self) -> (u64, u64) {
-        (self.shared.prefaulted.load(Ordering::Relaxed), self.steps)
+        (self.progress.prefaulted.load(Ordering::Relaxed), self.steps)
     }
 
     /// Virtual address of the region in this process (for tests that play
     /// a migration losing a page through /proc/PID/mem).
     pub fn region_address(&self) -> usize {
         self.region_addr
-    }
-
-    /// The next interval's sample, waiting up to `timeout`; None if none
-    /// came in time or the run has ended and every sample was taken.
-    pub fn next_sample(&self, timeout: Duration) -> Option<DirtySample> {
-        self.shared.samples.pop_wait(timeout, || self.is_done())
-    }
-
-    /// True once every thread has ended (stopped, duration reached, or a
-    /// corrupted page found).
-    pub fn is_done(&self) -> bool {
-        self.phase() == Phase::Done
-    }
-
-    /// Asks the run to end; returns at once.
-    pub fn request_stop(&self) {
-        self.shared.stop.stop();
-    }
-
-    /// Ends the run, waits for every thread and returns the summary, or the
-    /// corruption found. A second call fails.
-    pub fn stop(&self) -> Result<DirtySummary> {
-        self.request_stop();
-        self.join()
-    }
-
-    /// Waits for the run to end by itself (duration or corruption).
-    pub fn join(&self) -> Result<DirtySummary> {
-        self.runner.join()
-    }
-}
-
-impl Drop for DirtyRun {
-    fn drop(&mut self) {
-        self.request_stop();
-        self.runner.join_quietly();
     }
 }
 
@@ -320,7 +365,12 @@ fn split(total: u64, parts: u64, i: u64) -> (u64, u64) {
     (first, each + u64::from(i < extra))
 }
 
-fn run(cfg: &DirtyConfig, shared: &Shared, region: &Region) -> Result<DirtySummary> {
+fn run(
+    cfg: &DirtyConfig,
+    ctx: &Ctx<DirtySample>,
+    progress: &Progress,
+    region: &Region,
+) -> Result<DirtySummary> {
     let steps = region.steps();
     let t_prefault = Instant::now();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
@@ -328,25 +378,14 @@ fn run(cfg: &DirtyConfig, shared: &Shared, region: &Region) -> Result<DirtySumma
     std::thread::scope(|s| {
         for i in 0..pf_threads {
             let (first, count) = split(steps, pf_threads, i);
-            s.spawn(move || prefault(region, first, count, &shared.prefaulted, &shared.stop));
+            s.spawn(move || prefault(region, first, count, &progress.prefaulted, &ctx.stop));
         }
     });
     let prefault_s = t_prefault.elapsed().as_secs_f64();
-    let completed_prefault = shared.prefaulted.load(Ordering::Relaxed) == steps;
-    if !completed_prefault {
-        return Ok(DirtySummary {
-            prefault_s,
-            duration_s: 0.0,
-            bytes: 0,
-            rate_mb_s: 0.0,
-            samples: Vec::new(),
-            latency: None,
-            buckets: None,
-            verified_pages: 0,
-            completed_prefault,
-        });
+    if progress.prefaulted.load(Ordering::Relaxed) != steps {
+        return Ok(DirtySummary::empty(prefault_s));
     }
-    shared.set_phase(Phase::Dirtying);
+    progress.set_phase(Phase::Dirtying, ctx);
 
     let threads = cfg.threads as u64;
     let stats: Vec<WorkerStats> = (0..threads).map(|_| WorkerStats::default()).collect();
@@ -376,7 +415,7 @@ fn run(cfg: &DirtyConfig, shared: &Shared, region: &Region) -> Result<DirtySumma
                     latency: cfg.record_latency,
                     rate_steps,
                     seed: seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
-                    stop: &shared.stop,
+                    stop: &ctx.stop,
                     stats: st,
                 };
                 s.spawn(move || {
@@ -388,13 +427,13 @@ fn run(cfg: &DirtyConfig, shared: &Shared, region: &Region) -> Result<DirtySumma
                 })
             })
             .collect();
-        sample_loop(cfg, shared, &stats, start, &mut samples, &mut total_hist);
-        shared.set_phase(Phase::Stopping);
+        sample_loop(cfg, ctx, &stats, start, &mut samples, &mut total_hist);
+        progress.set_phase(Phase::Stopping, ctx);
         handles
             .into_iter()
             .map(|h| {
                 h.join()
-                    .unwrap_or_else(|_| Err(Error::invalid("a dirty worker panicked")))
+                    .unwrap_or_else(|_| Err(Error::Internal("a dirty worker panicked".into())))
             })
             .collect()
     });
@@ -405,7 +444,7 @@ fn run(cfg: &DirtyConfig, shared: &Shared, region: &Region) -> Result<DirtySumma
     }
     // Whatever the workers recorded after the last full interval.
     for st in &stats {
-        total_hist.add(&st.hist.lock().unwrap_or_else(|e| e.into_inner()));
+        total_hist.add(&lock(&st.hist));
     }
     let total_steps: u64 = stats.iter().map(|s| s.steps.load(Ordering::Relaxed)).sum();
     let bytes = total_steps * DIRTY_STEP;
@@ -418,11 +457,18 @@ fn run(cfg: &DirtyConfig, shared: &Shared, region: &Region) -> Result<DirtySumma
         } else {
             0.0
         },
-        samples,
-        latency: cfg.record_latency.then(|| total_hist.percentiles()),
-        buckets: cfg.record_latency.then(|| total_hist.original_buckets()),
+        intervals: samples.len() as u64,
+        completed_prefault: true,
+        verified: cfg.verify,
         verified_pages,
-        completed_prefault,
+        latency: cfg.record_latency.then(|| total_hist.percentiles()),
+        buckets_us: cfg.record_latency.then(|| {
+            let b = total_hist.original_buckets();
+            (0..b.len())
+                .map(|i| (LatencyHistogram::original_bucket_label_us(i), b[i]))
+                .collect()
+        }),
+        samples,
     })
 }
 
@@ -430,42 +476,27 @@ fn run(cfg: &DirtyConfig, shared: &Shared, region: &Region) -> Result<DirtySumma
 /// duration is reached.
 fn sample_loop(
     cfg: &DirtyConfig,
-    shared: &Shared,
+    ctx: &Ctx<DirtySample>,
     stats: &[WorkerStats],
     start: Instant,
     samples: &mut Vec<DirtySample>,
     total_hist: &mut LatencyHistogram,
 ) {
-    let interval = Duration::from_millis(cfg.interval_ms);
-    let end = cfg.duration_ms.map(|d| start + Duration::from_millis(d));
-    let mut last_t = start;
+    let interval = cfg.interval().unwrap_or(Duration::from_secs(1));
+    let mut ticker = Ticker::new(start, interval, cfg.duration().ok().flatten());
     let mut last_steps = 0u64;
     let mut last_sleep = 0u64;
     let mut hist = LatencyHistogram::new();
-    for index in 0u64.. {
-        let due = start + interval * (index as u32 + 1);
-        let wake = end.map_or(due, |e| e.min(due));
-        if shared.stop.sleep_until(wake, Duration::from_millis(20)) {
-            return;
-        }
-        if end.is_some_and(|e| wake == e && e < due) {
-            shared.stop.stop();
-            return;
-        }
+    while let Some(tick) = ticker.next(&ctx.stop) {
         if cfg.pattern == Pattern::Once {
-            if end == Some(wake) {
-                shared.stop.stop();
-                return;
-            }
             continue;
         }
-        let now = Instant::now();
         let steps: u64 = stats.iter().map(|s| s.steps.load(Ordering::Relaxed)).sum();
         let sleep: u64 = stats
             .iter()
             .map(|s| s.sleep_ns.load(Ordering::Relaxed))
             .sum();
-        let dt = now - last_t;
+        let dt = tick.length;
         let bytes = (steps - last_steps) * DIRTY_STEP;
         let busy_budget = dt.as_nanos() as f64 * stats.len() as f64;
         let load_pct =
@@ -473,7 +504,7 @@ fn sample_loop(
         let latency = cfg.record_latency.then(|| {
             hist.reset();
             for st in stats {
-                let mut h = st.hist.lock().unwrap_or_else(|e| e.into_inner());
+                let mut h = lock(&st.hist);
                 hist.add(&h);
                 h.reset();
             }
@@ -481,8 +512,8 @@ fn sample_loop(
             hist.percentiles()
         });
         let sample = DirtySample {
-            index,
-            elapsed_s: (now - start).as_secs_f64(),
+            index: tick.index,
+            elapsed_s: (tick.now - start).as_secs_f64(),
             duration_ms: dt.as_millis() as u64,
             bytes,
             rate_mb_s: bytes as f64 / MB as f64 / dt.as_secs_f64(),
@@ -490,14 +521,12 @@ fn sample_loop(
             latency,
         };
         samples.push(sample.clone());
-        shared.samples.push(sample);
-        last_t = now;
+        ctx.send(sample);
         last_steps = steps;
         last_sleep = sleep;
-        if end == Some(wake) {
-            shared.stop.stop();
-            return;
-        }
+    }
+    if ticker.expired() {
+        ctx.stop.stop();
     }
 }
 
@@ -508,8 +537,8 @@ mod tests {
     fn cfg() -> DirtyConfig {
         DirtyConfig {
             size_mb: 16,
-            interval_ms: 100,
-            duration_ms: Some(350),
+            interval_s: 0.1,
+            duration_s: Some(0.35),
             ..DirtyConfig::default()
         }
     }
@@ -564,12 +593,12 @@ mod tests {
     fn paced_run_meets_its_rate() {
         let run = DirtyRun::start(DirtyConfig {
             rate_mb_s: Some(200),
-            duration_ms: Some(1000),
-            interval_ms: 200,
+            duration_s: Some(1.0),
+            interval_s: 0.2,
             ..cfg()
         })
         .unwrap();
-        let s = run.join().unwrap();
+        let s = run.background().wait().unwrap();
         assert_eq!(s.samples.len(), 5);
         // Generous: a loaded 2-core machine may oversleep, never overshoot.
         assert!(
@@ -590,13 +619,13 @@ mod tests {
                 ..cfg()
             })
             .unwrap();
-            let s = run.join().unwrap();
+            let s = run.background().wait().unwrap();
             assert!(s.completed_prefault);
             assert_eq!(s.verified_pages, 16 * 256, "{pattern:?}");
             if pattern != Pattern::Once {
                 assert!(s.bytes > 0);
-                let b = s.buckets.unwrap();
-                assert_eq!(b.iter().sum::<u64>(), s.bytes / DIRTY_STEP, "{pattern:?}");
+                let b = s.buckets_us.unwrap();
+                assert_eq!(b.values().sum::<u64>(), s.bytes / DIRTY_STEP, "{pattern:?}");
             }
         }
     }
@@ -607,7 +636,7 @@ mod tests {
             let run = DirtyRun::start(DirtyConfig {
                 pattern,
                 rate_mb_s: Some(64),
-                duration_ms: None,
+                duration_s: None,
                 ..cfg()
             })
             .unwrap();
@@ -619,7 +648,7 @@ mod tests {
             // SAFETY: page 100 of a live 16 MB region; a racy write is the point.
             unsafe { p.write_volatile(0) };
             std::thread::sleep(Duration::from_millis(300));
-            match run.stop() {
+            match run.background().stop() {
                 Err(Error::Corruption { page, found, .. }) => {
                     assert_eq!(page, 100);
                     assert_eq!(found, 0);

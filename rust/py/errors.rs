@@ -1,84 +1,63 @@
-//! The exception hierarchy (all under `MigmonError`) and the one conversion
-//! from the core's error into it.
+//! The one conversion from the core's error into Python's: each category
+//! to its class in `migmon.errors` (written in Python, where a class can
+//! also be a ValueError or an OSError), OS error numbers kept as `errno`.
 
-use pyo3::create_exception;
-use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 
 use crate::error::Error;
 
-create_exception!(
-    migmon,
-    MigmonError,
-    PyException,
-    "Base class of every mig_mon error."
-);
-create_exception!(
-    migmon,
-    ConfigError,
-    MigmonError,
-    "A value given to mig_mon is out of range or malformed."
-);
-create_exception!(
-    migmon,
-    ResourceError,
-    MigmonError,
-    "The machine cannot give what was asked (memory, huge pages, a port)."
-);
-create_exception!(
-    migmon,
-    CorruptionError,
-    MigmonError,
-    "A page did not hold the value last written to it."
-);
-create_exception!(
-    migmon,
-    ProtocolError,
-    MigmonError,
-    "A peer broke the protocol or went away."
-);
-create_exception!(
-    migmon,
-    NetworkError,
-    MigmonError,
-    "An operating-system call failed (socket, file, mapping)."
-);
+pyo3::import_exception!(migmon.errors, ConfigError);
+pyo3::import_exception!(migmon.errors, ResourceError);
+pyo3::import_exception!(migmon.errors, NetworkError);
+pyo3::import_exception!(migmon.errors, ProtocolError);
+pyo3::import_exception!(migmon.errors, CorruptionError);
+pyo3::import_exception!(migmon.errors, InternalError);
+
+fn with_attrs(err: PyErr, attrs: &[(&str, Option<u64>)]) -> PyErr {
+    Python::attach(|py| {
+        let v = err.value(py);
+        for (k, val) in attrs {
+            // Setting an attribute on a fresh exception cannot fail in practice.
+            let _ = v.setattr(*k, *val);
+        }
+    });
+    err
+}
 
 impl From<Error> for PyErr {
     fn from(e: Error) -> PyErr {
         let msg = e.to_string();
         match e {
-            Error::InvalidArgument(_) => ConfigError::new_err(msg),
-            Error::Resource(_) => ResourceError::new_err(msg),
+            Error::Config(_) => ConfigError::new_err(msg),
+            Error::Resource { errno, .. } => with_attrs(
+                ResourceError::new_err(msg),
+                &[("errno", errno.map(|n| n as u64))],
+            ),
+            Error::Network { errno, .. } => with_attrs(
+                NetworkError::new_err(msg),
+                &[("errno", errno.map(|n| n as u64))],
+            ),
             Error::Protocol(_) => ProtocolError::new_err(msg),
-            Error::Io { .. } => NetworkError::new_err(msg),
+            Error::Internal(_) => InternalError::new_err(msg),
             Error::Corruption {
                 page,
                 offset,
                 expected,
                 found,
-            } => Python::attach(|py| {
-                let err = CorruptionError::new_err(msg);
-                let v = err.value(py);
-                // Attributes for automation; setting them on a fresh
-                // exception instance cannot fail in practice.
-                let _ = v.setattr("page", page);
-                let _ = v.setattr("offset", offset);
-                let _ = v.setattr("expected", expected);
-                let _ = v.setattr("found", found);
-                err
-            }),
+            } => with_attrs(
+                CorruptionError::new_err(msg),
+                &[
+                    ("page", Some(page)),
+                    ("offset", Some(offset)),
+                    ("expected", Some(u64::from(expected))),
+                    ("found", Some(u64::from(found))),
+                ],
+            ),
         }
     }
 }
 
-pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    let py = m.py();
-    m.add("MigmonError", py.get_type::<MigmonError>())?;
-    m.add("ConfigError", py.get_type::<ConfigError>())?;
-    m.add("ResourceError", py.get_type::<ResourceError>())?;
-    m.add("CorruptionError", py.get_type::<CorruptionError>())?;
-    m.add("ProtocolError", py.get_type::<ProtocolError>())?;
-    m.add("NetworkError", py.get_type::<NetworkError>())?;
-    Ok(())
+/// A configuration that could not be read from keyword arguments.
+pub(crate) fn config_error(msg: String) -> PyErr {
+    ConfigError::new_err(msg)
 }

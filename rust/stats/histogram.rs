@@ -16,7 +16,11 @@ pub struct LatencyHistogram {
 }
 
 /// The figures every summary reports, all in nanoseconds.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+#[cfg_attr(
+    feature = "python",
+    pyo3::pyclass(module = "migmon._core", frozen, get_all, skip_from_py_object)
+)]
 pub struct Percentiles {
     /// Number of values recorded.
     pub count: u64,
@@ -31,9 +35,9 @@ pub struct Percentiles {
     /// 99th percentile (ns).
     pub p99_ns: u64,
     /// 99.9th percentile (ns).
-    pub p999_ns: u64,
+    pub p99_9_ns: u64,
     /// 99.99th percentile (ns).
-    pub p9999_ns: u64,
+    pub p99_99_ns: u64,
     /// Largest value (ns).
     pub max_ns: u64,
 }
@@ -106,8 +110,8 @@ impl LatencyHistogram {
             p50_ns: self.h.value_at_quantile(0.50),
             p90_ns: self.h.value_at_quantile(0.90),
             p99_ns: self.h.value_at_quantile(0.99),
-            p999_ns: self.h.value_at_quantile(0.999),
-            p9999_ns: self.h.value_at_quantile(0.9999),
+            p99_9_ns: self.h.value_at_quantile(0.999),
+            p99_99_ns: self.h.value_at_quantile(0.9999),
             max_ns: self.h.max(),
         }
     }

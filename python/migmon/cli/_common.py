@@ -1,13 +1,19 @@
-"""Helpers shared by the sub-commands: one-line errors, signals, output."""
+"""What the sub-commands share: one-line errors, the one run loop with its
+signal handling, configurations from flags, output helpers."""
 
 from __future__ import annotations
 
 import contextlib
 import signal
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from types import FrameType
-from typing import TextIO
+from typing import Any, TextIO, TypeVar
+
+from migmon.errors import ConfigError
+
+_C = TypeVar("_C")
 
 
 def fail_line(msg: str) -> None:
@@ -24,26 +30,12 @@ def say(line: str, out: TextIO) -> None:
     out.flush()
 
 
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
-@contextlib.contextmanager
-def stop_on_signals() -> Iterator[None]:
-    """Turns SIGTERM into KeyboardInterrupt (as SIGINT already is) for the
-    block, so either ends a run through the same clean path."""
-    old = signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
-
-
 def ignore_signals() -> None:
     """While wrapping up, a second Ctrl-C or SIGTERM must not cut the
     summary in half."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
 @contextlib.contextmanager
@@ -54,3 +46,70 @@ def quiet_broken_pipe() -> Iterator[None]:
     except BrokenPipeError:
         with contextlib.suppress(OSError):
             sys.stdout = open("/dev/null", "w")  # noqa: SIM115
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def signals_interrupt() -> Iterator[None]:
+    """SIGINT, SIGTERM and SIGHUP all end a run through the same clean path
+    (KeyboardInterrupt), also when the shell started us with SIGINT ignored
+    (a background job of a script)."""
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            if h is not None:
+                signal.signal(s, h)
+
+
+def drive(
+    run: Any,
+    on_item: Callable[[Any], None],
+    on_idle: Callable[[], None] | None = None,
+    *,
+    deadline: float | None = None,
+    before: Callable[[], None] | None = None,
+) -> Any:
+    """The one run loop of every command: items to ``on_item`` as they come,
+    ``on_idle`` between polls (live lines), until the run ends, the
+    monotonic ``deadline`` passes, or a signal; then the items left, and the
+    run's result (``stop()``, which may raise, e.g. a corruption).
+    ``before`` runs first, already under the same signal handling."""
+    with signals_interrupt(), contextlib.suppress(KeyboardInterrupt):
+        if before is not None:
+            before()
+        while deadline is None or time.monotonic() < deadline:
+            item = run.next(0.1)
+            if item is not None:
+                on_item(item)
+            elif run.done:
+                break
+            if on_idle is not None:
+                on_idle()
+    ignore_signals()
+    run.request_stop()
+    while not run.done:
+        time.sleep(0.01)
+    for item in run.drain():
+        on_item(item)
+    return run.stop()
+
+
+def make_config(cls: Callable[..., _C], flags: dict[str, str], **values: Any) -> _C:
+    """A tool's configuration from the command's values; an error names the
+    flag the user typed rather than the configuration's field."""
+    try:
+        return cls(**values)
+    except ConfigError as e:
+        msg = str(e)
+        field, sep, rest = msg.partition(": ")
+        if sep and field in flags:
+            raise ConfigError(f"{flags[field]}: {rest}") from None
+        raise

@@ -11,38 +11,46 @@ events as they happen, summary) and the text goes to stderr.
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import time
 from typing import Annotated, Any, TextIO
 
 import typer
 
-from migmon import __version__
-from migmon.cli._common import ignore_signals, quiet_broken_pipe, say, stop_on_signals
-from migmon.downtime import (
+from migmon import (
     DEFAULT_PORT,
     Baseline,
     DowntimeEvent,
     EchoServer,
+    EchoServerConfig,
     NewClient,
     NoReply,
     OneWayServer,
+    OneWayServerConfig,
+    ProbeConfig,
     Prober,
+    __version__,
 )
-from migmon.report import (
+from migmon.cli._common import drive, make_config, quiet_broken_pipe, say
+from migmon.output import emit, emit_json, print_summary
+from migmon.output.downtime import (
     SPIKE_LOG_MARKER,
-    client_summary_json,
     client_summary_lines,
-    echo_stats_json,
-    emit_json,
-    event_json,
+    echo_summary_line,
     event_line,
-    print_summary,
-    probe_summary_json,
     probe_summary_lines,
     status_line,
 )
+
+_FLAGS = {
+    "server": "SERVER_IP",
+    "interval_ms": "INTERVAL_MS",
+    "port": "-p/--port",
+    "threshold_ms": "--threshold-ms",
+    "count": "--count",
+    "duration_s": "--duration",
+    "bind": "--bind",
+}
 
 PortOpt = Annotated[int, typer.Option("-p", "--port", help="UDP port.", min=1, max=65535)]
 BindOpt = Annotated[
@@ -79,8 +87,8 @@ class _SpikeLog:
     def marker(self) -> None:
         self._write(f"{int(time.time())},{SPIKE_LOG_MARKER}")
 
-    def spike(self, gap_ns: int) -> None:
-        self._write(f"{int(time.time())},{gap_ns // 1_000_000}")
+    def spike(self, gap_ms: float) -> None:
+        self._write(f"{int(time.time())},{int(gap_ms)}")
 
     def _write(self, line: str) -> None:
         if self._f is not None:
@@ -128,14 +136,6 @@ class _Live:
             self._dirty = False
 
 
-def _deadline(duration: float | None) -> float | None:
-    return None if duration is None else time.monotonic() + duration
-
-
-def _expired(deadline: float | None) -> bool:
-    return deadline is not None and time.monotonic() >= deadline
-
-
 def client_command(
     server_ip: Annotated[str, typer.Argument(help="The echo server (IPv4, IPv6 or host name).")],
     interval_ms: Annotated[
@@ -160,60 +160,45 @@ def client_command(
 
     The original's 'client_rr'; with --one-way, its one-way 'client'.
     """
+    cfg = make_config(
+        ProbeConfig,
+        _FLAGS,
+        server=server_ip,
+        port=port,
+        interval_ms=interval_ms,
+        threshold_ms=threshold_ms,
+        count=count,
+        duration_s=duration,
+        one_way=one_way,
+    )
     out = sys.stderr if json_out else sys.stdout
-    with quiet_broken_pipe(), stop_on_signals():
+    with quiet_broken_pipe():
         log = _SpikeLog(spike_log)
-        run = Prober(
-            server_ip,
-            interval_ms,
-            port=port,
-            threshold_ms=threshold_ms,
-            count=count,
-            duration_s=duration,
-            one_way=one_way,
-        )
+        run = Prober(cfg)
         mode = "one way" if one_way else "round trip"
         if json_out:
-            emit_json(
-                {
-                    "type": "config",
-                    "tool": "client",
-                    "version": __version__,
-                    "server": server_ip,
-                    "port": port,
-                    "interval_ms": interval_ms,
-                    "one_way": one_way,
-                    "threshold_ms": threshold_ms,
-                    "count": count,
-                    "duration_s": duration,
-                    "spike_log": spike_log,
-                }
-            )
+            emit(cfg, type="config", tool="client", version=__version__, spike_log=spike_log)
         say(f"probing {server_ip} port {port} every {interval_ms:g} (ms), {mode}", out)
         live = _Live(out)
-        with contextlib.suppress(KeyboardInterrupt):
-            while True:
-                m = run.next_message(0.1)
-                if m is not None:
-                    _client_message(m, live, log, json_out, server_ip)
-                elif run.done:
-                    break
-                if live.due() and not one_way:
-                    st = run.status
-                    live.show(status_line(_now_ms(), st.max_gap_ns, st.cur_gap_ns))
-                elif live.due():
-                    live.show(f"[{_now_ms()}] sent {run.status.sent} packets to server")
-        ignore_signals()
-        summary = run.stop()
-        for m in run.messages():
+
+        def on_message(m: Baseline | DowntimeEvent | NoReply) -> None:
             _client_message(m, live, log, json_out, server_ip)
+
+        def on_idle() -> None:
+            if not live.due():
+                return
+            st = run.status
+            if one_way:
+                live.show(f"[{_now_ms()}] sent {st.sent} packets to server")
+            else:
+                live.show(status_line(_now_ms(), st.max_gap_ms, st.cur_gap_ms))
+
+        summary = drive(run, on_message, on_idle)
         live.end()
         log.close()
-        print_summary(
-            "client summary", probe_summary_json(summary), probe_summary_lines(summary), out
-        )
+        print_summary("client summary", summary.to_dict(), probe_summary_lines(summary), out)
         if json_out:
-            emit_json(probe_summary_json(summary))
+            emit(summary)
     return 0
 
 
@@ -221,32 +206,21 @@ def _client_message(
     m: Baseline | DowntimeEvent | NoReply, live: _Live, log: _SpikeLog, json_out: bool, host: str
 ) -> None:
     if isinstance(m, Baseline):
-        live.line(f"1st and 2nd packet latency: {m.gap_ns // 1_000_000} (ms)")
-        live.line(f"Setting spike throttle to: {m.threshold_ns // 1_000_000} (ms)")
+        live.line(f"1st and 2nd packet latency: {int(m.gap_ms)} (ms)")
+        live.line(f"Setting spike throttle to: {int(m.threshold_ms)} (ms)")
         if log.path:
             live.line("Updating spike log initial timestamp")
         log.marker()
-        if json_out:
-            emit_json(
-                {
-                    "type": "baseline",
-                    "gap_ms": m.gap_ns / 1e6,
-                    "threshold_ms": m.threshold_ns / 1e6,
-                    "unix_s": m.unix_s,
-                }
-            )
     elif isinstance(m, DowntimeEvent):
-        log.spike(m.gap_ns)
+        log.spike(m.gap_ms)
         live.line(event_line(m))
-        if json_out:
-            emit_json(event_json(m))
     else:
         live.line(
             f"warning: no reply from {host} after {m.after_s:.0f} s: is it down, filtered, "
             "or a one-way 'mig_mon server'? (use --one-way for that)"
         )
-        if json_out:
-            emit_json({"type": "no_reply", "after_s": m.after_s})
+    if json_out:
+        emit(m)
 
 
 def server_rr_command(
@@ -257,41 +231,37 @@ def server_rr_command(
 ) -> int:
     """UDP echo server, to run in the guest: every datagram goes back
     unchanged. Serves any number of clients; Ctrl-C or SIGTERM to stop."""
+    cfg = make_config(EchoServerConfig, _FLAGS, bind=bind, port=port, duration_s=duration)
     out = sys.stderr if json_out else sys.stdout
-    with quiet_broken_pipe(), stop_on_signals():
-        srv = EchoServer(bind=bind, port=port)
+    with quiet_broken_pipe():
+        srv = EchoServer(cfg)
         say(f"listening on UDP port {srv.port}...", out)
         say("allowing multiple clients.", out)
         if json_out:
             emit_json({"type": "config", "tool": "server_rr", "address": srv.address})
         live = _Live(out)
-        end = _deadline(duration)
-        last_packets = 0
-        with contextlib.suppress(KeyboardInterrupt):
-            while not _expired(end):
-                time.sleep(0.05)
-                for peer in srv.new_clients():
-                    live.line(f"new client '{peer}'")
-                    if json_out:
-                        emit_json({"type": "client", "peer": peer})
-                if live.due():
-                    st = srv.stats()
-                    if st.packets != last_packets:
-                        live.show(
-                            f"[{_now_ms()}] responding to clients: {st.packets - last_packets} "
-                            f"packets (total {st.packets}, clients {st.clients})"
-                        )
-                        last_packets = st.packets
-        ignore_signals()
-        st = srv.stop()
+        last = [0]
+
+        def on_client(c: NewClient) -> None:
+            live.line(f"new client '{c.peer}'")
+            if json_out:
+                emit(c)
+
+        def on_idle() -> None:
+            if live.due():
+                st = srv.stats()
+                if st.packets != last[0]:
+                    live.show(
+                        f"[{_now_ms()}] responding to clients: {st.packets - last[0]} "
+                        f"packets (total {st.packets}, clients {st.clients})"
+                    )
+                    last[0] = st.packets
+
+        st = drive(srv, on_client, on_idle)
         live.end()
-        line = (
-            f"Summary: echoed {st.packets} packets ({st.bytes} bytes, {st.probes} mig_mon probes) "
-            f"to {st.clients} clients, send errors {st.send_errors}"
-        )
-        print_summary("server_rr summary", echo_stats_json(st), [line], out)
+        print_summary("server_rr summary", st.to_dict(), [echo_summary_line(st)], out)
         if json_out:
-            emit_json(echo_stats_json(st))
+            emit(st)
     return 0
 
 
@@ -307,60 +277,50 @@ def server_command(
 ) -> int:
     """One-way UDP receiver, to run in the guest: measures the gaps between
     each client's packets itself and logs the spikes."""
+    cfg = make_config(
+        OneWayServerConfig,
+        _FLAGS,
+        bind=bind,
+        port=port,
+        threshold_ms=threshold_ms,
+        duration_s=duration,
+    )
     out = sys.stderr if json_out else sys.stdout
-    with quiet_broken_pipe(), stop_on_signals():
+    with quiet_broken_pipe():
         log = _SpikeLog(spike_log)
-        srv = OneWayServer(bind=bind, port=port, threshold_ms=threshold_ms)
+        srv = OneWayServer(cfg)
         say(f"listening on UDP port {srv.port}...", out)
         say("allowing multiple clients.", out)
         if json_out:
             emit_json({"type": "config", "tool": "server", "address": srv.address})
         live = _Live(out)
-        end = _deadline(duration)
-        marked = False
-        with contextlib.suppress(KeyboardInterrupt):
-            while not _expired(end):
-                m = srv.next_message(0.1)
-                if isinstance(m, NewClient):
-                    live.line(f"setting monitor target to client '{m.peer}'")
-                    if json_out:
-                        emit_json({"type": "client", "peer": m.peer})
-                elif isinstance(m, Baseline):
-                    live.line(f"{m.peer}: 1st and 2nd packet latency: {m.gap_ns // 1_000_000} (ms)")
-                    live.line(
-                        f"{m.peer}: Setting spike throttle to: {m.threshold_ns // 1_000_000} (ms)"
-                    )
-                    if not marked:
-                        log.marker()
-                        marked = True
-                    if json_out:
-                        emit_json(_baseline_json(m))
-                elif isinstance(m, DowntimeEvent):
-                    log.spike(m.gap_ns)
-                    live.line(event_line(m))
-                    if json_out:
-                        emit_json(event_json(m))
-                if live.due():
-                    for c in srv.clients():
-                        live.show(
-                            f"{status_line(_now_ms(), c.max_gap_ns, c.cur_gap_ns)} [{c.peer}]"
-                        )
-        ignore_signals()
-        clients = srv.stop()
+        marked = [False]
+
+        def on_message(m: Any) -> None:
+            if isinstance(m, NewClient):
+                live.line(f"setting monitor target to client '{m.peer}'")
+            elif isinstance(m, Baseline):
+                live.line(f"{m.peer}: 1st and 2nd packet latency: {int(m.gap_ms)} (ms)")
+                live.line(f"{m.peer}: Setting spike throttle to: {int(m.threshold_ms)} (ms)")
+                if not marked[0]:
+                    log.marker()
+                    marked[0] = True
+            elif isinstance(m, DowntimeEvent):
+                log.spike(m.gap_ms)
+                live.line(event_line(m))
+            if json_out:
+                emit(m)
+
+        def on_idle() -> None:
+            if live.due():
+                for c in srv.clients():
+                    live.show(f"{status_line(_now_ms(), c.max_gap_ms, c.cur_gap_ms)} [{c.peer}]")
+
+        summary = drive(srv, on_message, on_idle)
         live.end()
         log.close()
-        for c in clients:
-            print_summary(f"client {c.peer}", client_summary_json(c), client_summary_lines(c), out)
+        for c in summary.clients:
+            print_summary(f"client {c.peer}", c.to_dict(), client_summary_lines(c), out)
         if json_out:
-            emit_json({"type": "summary", "clients": [client_summary_json(c) for c in clients]})
+            emit(summary)
     return 0
-
-
-def _baseline_json(m: Baseline) -> dict[str, Any]:
-    return {
-        "type": "baseline",
-        "peer": m.peer,
-        "gap_ms": m.gap_ns / 1e6,
-        "threshold_ms": m.threshold_ns / 1e6,
-        "unix_s": m.unix_s,
-    }

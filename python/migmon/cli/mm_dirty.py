@@ -8,63 +8,39 @@ one sample per interval, summary) and the human text goes to stderr.
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import time
 from typing import Annotated, TextIO
 
 import typer
 
-from migmon import __version__
-from migmon._core import DirtyRun, DirtySample, parse_size_mb
-from migmon.cli._common import ignore_signals, quiet_broken_pipe, say, stop_on_signals
-from migmon.dirty import DirtyOptions
-from migmon.errors import MigmonError
-from migmon.report import (
-    dirty_sample_json,
-    dirty_sample_line,
-    dirty_summary_json,
-    dirty_summary_lines,
-    emit_json,
+from migmon import DirtyConfig, DirtySample, DirtyWorkload, __version__
+from migmon.cli._common import drive, make_config, quiet_broken_pipe, say
+from migmon.errors import ResourceError
+from migmon.output import emit, emit_json, print_summary
+from migmon.output.dirty import (
+    BANNER_DIRTY,
+    BANNER_PREFAULT,
+    header_lines,
     latency_buckets_lines,
-    print_summary,
+    sample_line,
+    summary_lines,
 )
 
-_RULE = "+------------------------+"
-_BANNER_PREFAULT = [_RULE, "|   Prefault Memory      |", _RULE]
-_BANNER_DIRTY = [_RULE, "|   Start Dirty Memory   |", _RULE]
 _PAGES_PER_GB = 256 * 1024
+_FLAGS = {
+    "size_mb": "-m/--memory",
+    "rate_mb_s": "-r/--rate",
+    "pattern": "-p/--pattern",
+    "page_size": "-P/--page-size",
+    "threads": "-T/--threads",
+    "interval_s": "--interval",
+    "duration_s": "--duration",
+    "seed": "--seed",
+}
 
 
-def _size(value: str | None) -> int | None:
-    if value is None:
-        return None
-    try:
-        return parse_size_mb(value)
-    except MigmonError as e:
-        raise typer.BadParameter(str(e)) from None
-
-
-def _positive(value: float | None) -> float | None:
-    if value is not None and not value > 0:
-        raise typer.BadParameter("must be greater than zero")
-    return value
-
-
-def _header(opts: DirtyOptions, run: DirtyRun, out: TextIO) -> None:
-    rate = "Maximum" if opts.rate_mb_s is None else f"{opts.rate_mb_s} (MB/s)"
-    say(f"Binary version: \t{__version__}", out)
-    say(f"Test memory size: \t{opts.size_mb} (MB)", out)
-    say(f"Backend page size: \t{run.page_size_bytes} (Bytes)", out)
-    say("Dirty step size: \t4096 (Bytes)", out)
-    say(f"Dirty memory rate: \t{rate}", out)
-    say(f"Dirty pattern: \t\t{run.pattern}", out)
-    say(f"Recording latencies: \t{'yes' if opts.record_latency else 'no'}", out)
-    if opts.threads > 1:
-        say(f"Dirty threads: \t\t{opts.threads}", out)
-
-
-def _prefault_progress(run: DirtyRun, out: TextIO) -> None:
+def _prefault_progress(run: DirtyWorkload, out: TextIO) -> None:
     """A progress bar on a terminal; the original's dot per GB otherwise."""
     if out.isatty():
         from rich.console import Console
@@ -146,14 +122,11 @@ def mm_dirty_command(
     each page still holds what was last written there, and reports the dirty
     rate every second. Stop with Ctrl-C or SIGTERM, or give --duration.
     """
-    size_mb = _size(memory)
-    assert size_mb is not None
-    _positive(duration)
-    if not interval > 0:
-        raise typer.BadParameter("must be greater than zero", param_hint="'--interval'")
-    opts = DirtyOptions(
-        size_mb=size_mb,
-        rate_mb_s=_size(rate),
+    cfg = make_config(
+        DirtyConfig,
+        _FLAGS,
+        size_mb=memory,
+        rate_mb_s=rate,
         pattern=pattern,
         page_size=page_size,
         threads=threads,
@@ -165,70 +138,48 @@ def mm_dirty_command(
         seed=seed,
     )
     out = sys.stderr if json_out else sys.stdout
-    with quiet_broken_pipe(), stop_on_signals():
-        run = opts.start()
-        with contextlib.suppress(KeyboardInterrupt):
-            _run(opts, run, out, json_out)
-        ignore_signals()
-        # Samples that completed while we were being interrupted.
-        while (s := run.next_sample(0.0)) is not None:
-            _sample(s, out, json_out)
-        summary = run.stop()
-        if opts.record_latency and summary.buckets is not None and not json_out:
-            for line in latency_buckets_lines(summary.buckets):
-                say(line, out)
-        print_summary(
-            "mm_dirty summary",
-            dirty_summary_json(summary, opts.verify),
-            dirty_summary_lines(summary, opts.verify),
-            out,
-        )
+
+    def on_sample(s: DirtySample) -> None:
         if json_out:
-            emit_json(dirty_summary_json(summary, opts.verify))
-    return 0
+            emit(s)
+        else:
+            say(sample_line(s), out)
 
-
-def _sample(s: DirtySample, out: TextIO, json_out: bool) -> None:
-    if json_out:
-        emit_json(dirty_sample_json(s))
-    else:
-        say(dirty_sample_line(s), out)
-
-
-def _run(opts: DirtyOptions, run: DirtyRun, out: TextIO, json_out: bool) -> None:
-    if json_out:
-        emit_json(
-            {
-                "type": "config",
-                "tool": "mm_dirty",
-                "version": __version__,
-                "size_mb": opts.size_mb,
-                "rate_mb_s": opts.rate_mb_s,
-                "pattern": run.pattern,
-                "page_size_bytes": run.page_size_bytes,
-                "region_address": run.region_address,
-                "dirty_step_bytes": 4096,
-                "threads": opts.threads,
-                "record_latency": opts.record_latency,
-                "verify": opts.verify,
-                "interval_s": opts.interval_s,
-                "duration_s": opts.duration_s,
-            }
-        )
-    _header(opts, run, out)
-    for line in _BANNER_PREFAULT:
-        say(line, out)
-    _prefault_progress(run, out)
-    if run.phase == "done":
-        return
-    if opts.pattern == "once":
-        say("[Goes to sleep; please hit ctrl-c to stop this program]", out)
-    else:
-        for line in _BANNER_DIRTY:
+    with quiet_broken_pipe():
+        try:
+            run = DirtyWorkload(cfg)
+        except ResourceError as e:
+            # The core names the config field; the user typed a flag.
+            msg = str(e).replace("force skips this check", "--force to try anyway")
+            raise ResourceError(msg) from None
+        if json_out:
+            emit(
+                cfg,
+                type="config",
+                tool="mm_dirty",
+                version=__version__,
+                page_size_bytes=run.page_size_bytes,
+                region_address=run.region_address,
+                dirty_step_bytes=4096,
+            )
+        for line in header_lines(cfg, run.page_size_bytes) + BANNER_PREFAULT:
             say(line, out)
-    while True:
-        s = run.next_sample(0.1)
-        if s is not None:
-            _sample(s, out, json_out)
-        elif run.done:
-            return
+
+        def start() -> None:
+            _prefault_progress(run, out)
+            if run.phase == "done":
+                return
+            if cfg.pattern == "once":
+                say("[Goes to sleep; please hit ctrl-c to stop this program]", out)
+            else:
+                for line in BANNER_DIRTY:
+                    say(line, out)
+
+        summary = drive(run, on_sample, before=start)
+        if cfg.record_latency and summary.buckets_us is not None and not json_out:
+            for line in latency_buckets_lines(summary.buckets_us):
+                say(line, out)
+        print_summary("mm_dirty summary", summary.to_dict(), summary_lines(summary), out)
+        if json_out:
+            emit_json(summary.to_dict())
+    return 0

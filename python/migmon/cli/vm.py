@@ -8,51 +8,41 @@ figures after a comma; ``--channels``, ``--preempt`` and
 
 from __future__ import annotations
 
-import contextlib
 import sys
-from typing import Annotated, TextIO
+import time
+from typing import Annotated, Any
 
 import typer
 
-from migmon import __version__
-from migmon._core import parse_size_mb
-from migmon.cli._common import (
-    fail_line,
-    ignore_signals,
-    quiet_broken_pipe,
-    say,
-    stop_on_signals,
-)
-from migmon.errors import ConfigError, MigmonError
-from migmon.report import (
-    emit_json,
-    print_summary,
-    vm_dst_sample_json,
-    vm_latency_line,
-    vm_session_json,
-    vm_session_lines,
-    vm_speed_line,
-    vm_src_sample_json,
-    vm_src_summary_json,
-    vm_src_summary_lines,
-)
-from migmon.vm import (
+from migmon import (
     VmConnected,
     VmDestination,
-    VmDropped,
+    VmDestinationConfig,
     VmDstSample,
     VmPostcopy,
     VmRejected,
+    VmSessionSummary,
     VmSource,
+    VmSourceConfig,
+    VmSrcSample,
+    __version__,
 )
+from migmon.cli._common import drive, fail_line, make_config, quiet_broken_pipe, say
+from migmon.errors import ConfigError
+from migmon.output import emit, print_summary
+from migmon.output.vm import host_of, latency_line, session_lines, speed_line, src_summary_lines
 
 _TESTS = ("precopy", "postcopy")
-
-
-def _host_of(peer: str) -> str:
-    """``1.2.3.4:5`` or ``[::1]:5`` -> the address, as the original prints it."""
-    host = peer.rsplit(":", 1)[0]
-    return host.strip("[]")
+_FLAGS = {
+    "host": "-H/--host",
+    "port": "-p/--port",
+    "vm_size_gb": "-S/--size",
+    "channels": "--channels",
+    "max_bandwidth_mb_s": "--max-bandwidth",
+    "duration_s": "--duration",
+    "interval_s": "--interval",
+    "bind": "--bind",
+}
 
 
 def vm_command(
@@ -105,15 +95,24 @@ def vm_command(
     Start the destination with '-d', then the source with '-s -H DST_IP'."""
     if src == dst:
         raise ConfigError("please specify to emulate either src (-s) or dst (-d)")
-    if not interval > 0:
-        raise ConfigError("--interval must be greater than zero")
     out = sys.stderr if json_out else sys.stdout
     if dst:
         if tests:
             raise ConfigError("precopy/postcopy need to be specified on src VM")
         if channels or preempt or max_bandwidth is not None or return_path != "preempt":
-            raise ConfigError("--channels, --preempt and --max-bandwidth are source options")
-        return _run_dst(bind, port, size_gb, duration, interval, json_out, out)
+            raise ConfigError(
+                "--channels, --preempt, --return-path and --max-bandwidth are source options"
+            )
+        dcfg = make_config(
+            VmDestinationConfig,
+            _FLAGS,
+            bind=bind,
+            port=port,
+            vm_size_gb=size_gb,
+            interval_s=interval,
+            duration_s=duration,
+        )
+        return _run_dst(dcfg, json_out, out)
     if host is None:
         raise ConfigError("please specify dst VM address using '-H'")
     if bind is not None:
@@ -124,180 +123,90 @@ def vm_command(
     unknown = chosen - set(_TESTS)
     if unknown:
         raise ConfigError(f"unknown test '{sorted(unknown)[0]}' (expected precopy or postcopy)")
-    cap = None
-    if max_bandwidth is not None:
-        try:
-            cap = parse_size_mb(max_bandwidth)
-        except MigmonError as e:
-            raise ConfigError(f"--max-bandwidth: {e}") from None
-    return _run_src(
-        host,
-        port,
-        size_gb,
-        "precopy" in chosen,
-        "postcopy" in chosen,
-        channels,
-        preempt,
-        return_path == "main",
-        cap,
-        duration,
-        interval,
-        json_out,
-        out,
+    if not chosen & {"precopy"} and channels:
+        raise ConfigError("--channels carries precopy pages: add -t precopy")
+    if preempt and "postcopy" not in chosen:
+        raise ConfigError("--preempt is for postcopy requests: add -t postcopy")
+    if return_path == "main" and not preempt:
+        raise ConfigError("--return-path main is for --preempt")
+    cfg = make_config(
+        VmSourceConfig,
+        _FLAGS,
+        host=host,
+        port=port,
+        vm_size_gb=size_gb,
+        precopy="precopy" in chosen,
+        postcopy="postcopy" in chosen,
+        channels=channels,
+        preempt=preempt,
+        return_path=return_path,
+        max_bandwidth_mb_s=max_bandwidth,
+        duration_s=duration,
+        interval_s=interval,
     )
+    return _run_src(cfg, json_out, out)
 
 
-def _run_src(
-    host: str,
-    port: int,
-    size_gb: int,
-    precopy: bool,
-    postcopy: bool,
-    channels: int,
-    preempt: bool,
-    requests_on_main: bool,
-    cap: int | None,
-    duration: float | None,
-    interval: float,
-    json_out: bool,
-    out: TextIO,
-) -> int:
-    with quiet_broken_pipe(), stop_on_signals():
+def _run_src(cfg: VmSourceConfig, json_out: bool, out: Any) -> int:
+    with quiet_broken_pipe():
         say("Start emulation of src VM.", out)
-        run = VmSource(
-            host,
-            port=port,
-            vm_size_gb=size_gb,
-            precopy=precopy,
-            postcopy=postcopy,
-            channels=channels,
-            preempt=preempt,
-            requests_on_main=requests_on_main,
-            max_bandwidth_mb_s=cap,
-            duration_s=duration,
-            interval_s=interval,
-        )
-        say(f"Connected to dst VM {host}.", out)
+        run = VmSource(cfg)
+        say(f"Connected to dst VM {cfg.host}.", out)
         if json_out:
-            emit_json(
-                {
-                    "type": "config",
-                    "tool": "vm",
-                    "role": "src",
-                    "version": __version__,
-                    "host": host,
-                    "port": port,
-                    "vm_size_gb": size_gb,
-                    "precopy": precopy,
-                    "postcopy": postcopy,
-                    "channels": channels,
-                    "preempt": preempt,
-                    "return_path": "main" if requests_on_main else "preempt",
-                    "max_bandwidth_mb_s": cap,
-                    "duration_s": duration,
-                }
-            )
-        if precopy:
+            emit(cfg, type="config", tool="vm", role="src", version=__version__)
+        if cfg.precopy:
             say("Starting PRECOPY streaming test...", out)
-        with contextlib.suppress(KeyboardInterrupt):
-            while True:
-                s = run.next_sample(0.1)
-                if s is not None:
-                    if precopy:
-                        say(vm_speed_line(s), out)
-                    if json_out:
-                        emit_json(vm_src_sample_json(s))
-                elif run.done:
-                    break
-        ignore_signals()
-        summary = run.stop()
-        for s in run.samples():
-            say(vm_speed_line(s), out)
+
+        def on_sample(s: VmSrcSample) -> None:
+            if cfg.precopy:
+                say(speed_line(s), out)
             if json_out:
-                emit_json(vm_src_sample_json(s))
-        say(f"Dropped connection to dst VM {host}.", out)
-        print_summary(
-            "vm source summary", vm_src_summary_json(summary), vm_src_summary_lines(summary), out
-        )
+                emit(s)
+
+        summary = drive(run, on_sample)
+        say(f"Dropped connection to dst VM {cfg.host}.", out)
+        print_summary("vm source summary", summary.to_dict(), src_summary_lines(summary), out)
         if json_out:
-            emit_json(vm_src_summary_json(summary))
-    if summary.end_reason not in ("duration reached", "stopped"):
+            emit(summary)
+    if summary.end not in ("duration", "stopped"):
         fail_line(f"the run ended early: {summary.end_reason}")
         return 1
     return 0
 
 
-def _run_dst(
-    bind: str | None,
-    port: int,
-    size_gb: int,
-    duration: float | None,
-    interval: float,
-    json_out: bool,
-    out: TextIO,
-) -> int:
-    import time
-
-    with quiet_broken_pipe(), stop_on_signals():
+def _run_dst(cfg: VmDestinationConfig, json_out: bool, out: Any) -> int:
+    with quiet_broken_pipe():
         say("Start emulation of dst VM.", out)
-        d = VmDestination(bind=bind, port=port, vm_size_gb=size_gb, interval_s=interval)
+        d = VmDestination(cfg)
         if json_out:
-            emit_json(
-                {
-                    "type": "config",
-                    "tool": "vm",
-                    "role": "dst",
-                    "version": __version__,
-                    "address": d.address,
-                    "vm_size_gb": size_gb,
-                }
-            )
-        end = None if duration is None else time.monotonic() + duration
-        with contextlib.suppress(KeyboardInterrupt):
-            while end is None or time.monotonic() < end:
-                m = d.next_message(0.1)
-                if m is not None:
-                    _dst_message(d, m, json_out, out)
-        ignore_signals()
-        already = {s.session for s in d.finished()}
-        for s in d.stop():
-            if s.session not in already:
-                say(f"Dropped connection from src VM {_host_of(s.peer)}.", out)
-                print_summary(f"session {s.session}", vm_session_json(s), vm_session_lines(s), out)
-                if json_out:
-                    emit_json(vm_session_json(s))
+            emit(cfg, type="config", tool="vm", role="dst", version=__version__, address=d.address)
+        reported: set[int] = set()
+
+        def ended(s: VmSessionSummary) -> None:
+            reported.add(s.session)
+            say(f"Dropped connection from src VM {host_of(s.peer)}.", out)
+            print_summary(f"session {s.session}", s.to_dict(), session_lines(s), out)
+            if json_out:
+                emit(s)
+
+        def on_message(m: Any) -> None:
+            if isinstance(m, VmConnected):
+                say(f"Connected from src VM {host_of(m.peer)}.", out)
+            elif isinstance(m, VmPostcopy):
+                say("Starting POSTCOPY request-response test...", out)
+            elif isinstance(m, VmDstSample):
+                if m.latency.count:
+                    say(latency_line(m, d.active > 1), out)
+            elif isinstance(m, VmSessionSummary):
+                ended(m)
+                return
+            elif isinstance(m, VmRejected):
+                say(f"Rejected a connection from {m.peer}: {m.reason}", out)
+            if json_out:
+                emit(m)
+
+        deadline = None if cfg.duration_s is None else time.monotonic() + cfg.duration_s
+        for s in drive(d, on_message, deadline=deadline):
+            if s.session not in reported:
+                ended(s)
     return 0
-
-
-def _dst_message(
-    d: VmDestination,
-    m: VmConnected | VmPostcopy | VmDstSample | VmDropped | VmRejected,
-    json_out: bool,
-    out: TextIO,
-) -> None:
-    if isinstance(m, VmConnected):
-        say(f"Connected from src VM {_host_of(m.peer)}.", out)
-        if json_out:
-            emit_json(
-                {"type": "connected", "session": m.session, "peer": m.peer, "extended": m.extended}
-            )
-    elif isinstance(m, VmPostcopy):
-        say("Starting POSTCOPY request-response test...", out)
-        if json_out:
-            emit_json({"type": "postcopy", "session": m.session})
-    elif isinstance(m, VmDstSample):
-        if m.latency.count:
-            say(vm_latency_line(m, d.active > 1), out)
-        if json_out:
-            emit_json(vm_dst_sample_json(m))
-    elif isinstance(m, VmDropped):
-        say(f"Dropped connection from src VM {_host_of(m.peer)}.", out)
-        for s in d.finished():
-            if s.session == m.session:
-                print_summary(f"session {s.session}", vm_session_json(s), vm_session_lines(s), out)
-                if json_out:
-                    emit_json(vm_session_json(s))
-    else:
-        say(f"Rejected a connection from {m.peer}: {m.reason}", out)
-        if json_out:
-            emit_json({"type": "rejected", "peer": m.peer, "reason": m.reason})

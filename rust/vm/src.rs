@@ -10,18 +10,21 @@
 //! copy is the only copy.
 
 use std::io::{self, IoSlice, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::{Error, Result};
-use crate::net::frame::FrameReader;
-use crate::net::sock::connect_tcp;
-use crate::net::vmwire::*;
 use crate::pace::{make_bulk_thread, Pacer, StopFlag};
 use crate::rng::WyRand;
-use crate::sync::{Mailbox, Task};
+use crate::run::{lock, Background, Ctx, Ticker};
+use crate::sock::{connect_tcp, resolve};
+use crate::units::{self, de, MB};
+use crate::vm::frame::FrameReader;
+use crate::vm::wire::*;
 
 static ZERO_PAGE: [u8; PAGE_SIZE] = [0; PAGE_SIZE];
 /// Messages per vectored write on the main connection (about 1 MiB).
@@ -29,76 +32,191 @@ const BATCH: usize = 256;
 /// Most multifd connections a source may open.
 pub const MAX_CHANNELS: u32 = 64;
 
-/// What a source run does.
-#[derive(Clone, Debug)]
-pub struct SrcConfig {
-    /// The destination.
-    pub target: SocketAddr,
-    /// Guest size in pages.
-    pub vm_pages: u64,
-    /// Stream precopy pages.
-    pub precopy: bool,
-    /// Ask the destination to request pages.
-    pub postcopy: bool,
-    /// Extra multifd connections for the precopy stream (0 = on main).
-    pub channels: u32,
-    /// Answer page requests on a separate connection.
-    pub preempt: bool,
-    /// With `preempt`: keep the requests on the main connection's return
-    /// path (QEMU's layout) instead of moving them to the preempt one.
-    pub requests_on_main: bool,
-    /// Cap of the precopy stream, bytes per second.
-    pub max_bandwidth: Option<u64>,
-    /// Stop after this long.
-    pub duration: Option<Duration>,
-    /// Sample interval.
-    pub interval: Duration,
+/// Where the destination's page requests travel when there is a preempt
+/// connection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ReturnPath {
+    /// With the pages they ask for, on the preempt connection.
+    #[default]
+    Preempt,
+    /// On the main connection's return path, as QEMU does.
+    Main,
 }
 
-impl SrcConfig {
-    /// Rejects combinations a run cannot honour.
-    pub fn validate(&self) -> Result<()> {
-        if self.vm_pages == 0 {
-            return Err(Error::invalid("VM size must be greater than zero"));
+impl ReturnPath {
+    /// Parses `preempt` or `main`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "preempt" => Ok(Self::Preempt),
+            "main" => Ok(Self::Main),
+            _ => Err(Error::config(format!(
+                "unknown return path '{s}' (expected preempt or main)"
+            ))),
         }
-        if !self.precopy && !self.postcopy {
-            return Err(Error::invalid(
-                "nothing to test: give -t precopy and/or -t postcopy",
-            ));
+    }
+
+    /// The name as written.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Preempt => "preempt",
+            Self::Main => "main",
         }
-        if self.channels > 0 && !self.precopy {
-            return Err(Error::invalid(
-                "--channels carries precopy pages: add -t precopy",
-            ));
-        }
-        if self.channels > MAX_CHANNELS {
-            return Err(Error::invalid(format!(
-                "--channels is at most {MAX_CHANNELS}"
-            )));
-        }
-        if self.preempt && !self.postcopy {
-            return Err(Error::invalid(
-                "--preempt is for postcopy requests: add -t postcopy",
-            ));
-        }
-        if self.requests_on_main && !self.preempt {
-            return Err(Error::invalid("--return-path main is for --preempt"));
-        }
-        if self.max_bandwidth == Some(0) {
-            return Err(Error::invalid("--max-bandwidth must be greater than zero"));
-        }
-        if self.duration.is_some_and(|d| d.is_zero()) || self.interval.is_zero() {
-            return Err(Error::invalid(
-                "duration and interval must be greater than zero",
-            ));
-        }
-        Ok(())
     }
 }
 
+crate::text_serde!(ReturnPath);
+
+/// An emulated source's configuration. Sizes in GB, rates in MB/s, times in
+/// seconds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[cfg_attr(
+    feature = "python",
+    pyo3::pyclass(module = "migmon._core", frozen, get_all, skip_from_py_object)
+)]
+pub struct VmSourceConfig {
+    /// The destination: an IPv4 or IPv6 address or a host name.
+    pub host: String,
+    /// Its TCP port.
+    #[serde(deserialize_with = "de::int")]
+    pub port: u16,
+    /// Guest size in GB (1 GB = 262144 pages of 4 KiB).
+    #[serde(deserialize_with = "de::int")]
+    pub vm_size_gb: u64,
+    /// Stream precopy pages.
+    #[serde(deserialize_with = "de::flag")]
+    pub precopy: bool,
+    /// Ask the destination to request pages (postcopy).
+    #[serde(deserialize_with = "de::flag")]
+    pub postcopy: bool,
+    /// Multifd connections for the precopy stream (0 = on main; at most 64).
+    #[serde(deserialize_with = "de::int")]
+    pub channels: u32,
+    /// Answer page requests on a connection of their own.
+    #[serde(deserialize_with = "de::flag")]
+    pub preempt: bool,
+    /// With `preempt`: where the requests travel.
+    pub return_path: ReturnPath,
+    /// Cap of the precopy stream, MB/s (also size text: `1G`); None = none.
+    #[serde(deserialize_with = "de::opt_size")]
+    pub max_bandwidth_mb_s: Option<u64>,
+    /// Stop after this many seconds; None = until stopped.
+    #[serde(deserialize_with = "de::opt_float")]
+    pub duration_s: Option<f64>,
+    /// Seconds between samples.
+    #[serde(deserialize_with = "de::float")]
+    pub interval_s: f64,
+}
+
+impl Default for VmSourceConfig {
+    fn default() -> Self {
+        Self {
+            host: String::new(),
+            port: crate::DEFAULT_PORT,
+            vm_size_gb: 1024,
+            precopy: true,
+            postcopy: false,
+            channels: 0,
+            preempt: false,
+            return_path: ReturnPath::Preempt,
+            max_bandwidth_mb_s: None,
+            duration_s: None,
+            interval_s: 1.0,
+        }
+    }
+}
+
+/// Pages of 4 KiB in a guest of `gb` GB, checked.
+pub(crate) fn vm_pages(gb: u64) -> Result<u64> {
+    gb.checked_mul(1 << 18)
+        .filter(|p| *p > 0 && *p < 1 << 52)
+        .ok_or_else(|| {
+            Error::config(format!(
+                "VM size must be between 1 GB and 2^34 GB, not {gb}"
+            ))
+        })
+}
+
+impl VmSourceConfig {
+    /// Rejects combinations a run cannot honour.
+    pub fn validate(&self) -> Result<()> {
+        if self.host.trim().is_empty() {
+            return Err(Error::config("the destination host is required"));
+        }
+        if self.port == 0 {
+            return Err(Error::config("port must not be 0"));
+        }
+        vm_pages(self.vm_size_gb)?;
+        if !self.precopy && !self.postcopy {
+            return Err(Error::config(
+                "nothing to test: turn on precopy, postcopy or both",
+            ));
+        }
+        if self.channels > 0 && !self.precopy {
+            return Err(Error::config(
+                "multifd channels carry precopy pages: turn on precopy",
+            ));
+        }
+        if self.channels > MAX_CHANNELS {
+            return Err(Error::config(format!(
+                "at most {MAX_CHANNELS} multifd channels, not {}",
+                self.channels
+            )));
+        }
+        if self.preempt && !self.postcopy {
+            return Err(Error::config(
+                "a preempt connection is for postcopy requests: turn on postcopy",
+            ));
+        }
+        if self.return_path == ReturnPath::Main && !self.preempt {
+            return Err(Error::config(
+                "the main return path is a choice of preempt mode",
+            ));
+        }
+        match self.max_bandwidth_mb_s {
+            Some(0) => return Err(Error::config("the bandwidth cap must be greater than zero")),
+            Some(b) if b.checked_mul(MB).is_none() => {
+                return Err(Error::config("the bandwidth cap is too large"))
+            }
+            _ => {}
+        }
+        self.duration()?;
+        units::seconds("the interval", self.interval_s)?;
+        Ok(())
+    }
+
+    fn duration(&self) -> Result<Option<Duration>> {
+        self.duration_s
+            .map(|d| units::seconds("the duration", d))
+            .transpose()
+    }
+
+    fn max_bandwidth(&self) -> Option<u64> {
+        self.max_bandwidth_mb_s.map(|m| m * MB)
+    }
+
+    fn requests_on_main(&self) -> bool {
+        self.return_path == ReturnPath::Main
+    }
+}
+
+/// What the run works from: the configuration and what was derived from it.
+struct Plan {
+    cfg: VmSourceConfig,
+    vm_pages: u64,
+    duration: Option<Duration>,
+    interval: Duration,
+    max_bandwidth: Option<u64>,
+}
+
 /// One interval of a source.
-#[derive(Clone, Debug, PartialEq)]
-pub struct SrcSample {
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "type", rename = "sample")]
+#[cfg_attr(
+    feature = "python",
+    pyo3::pyclass(module = "migmon._core", frozen, get_all, skip_from_py_object)
+)]
+pub struct VmSrcSample {
     /// 0 for the first interval.
     pub index: u64,
     /// Seconds since the start, at the end of the interval.
@@ -115,9 +233,45 @@ pub struct SrcSample {
     pub requests: u64,
 }
 
+/// How a source run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VmSrcEnd {
+    /// Its duration was reached.
+    Duration,
+    /// It was stopped.
+    Stopped,
+    /// The destination closed a connection.
+    PeerClosed,
+    /// A connection failed otherwise.
+    Error,
+}
+
+impl VmSrcEnd {
+    /// The name as in the JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Duration => "duration",
+            Self::Stopped => "stopped",
+            Self::PeerClosed => "peer_closed",
+            Self::Error => "error",
+        }
+    }
+
+    /// True for an end the user asked for (duration or stop).
+    pub fn is_normal(self) -> bool {
+        matches!(self, Self::Duration | Self::Stopped)
+    }
+}
+
 /// The whole run.
-#[derive(Clone, Debug)]
-pub struct SrcSummary {
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "type", rename = "summary")]
+#[cfg_attr(
+    feature = "python",
+    pyo3::pyclass(module = "migmon._core", frozen, get_all, skip_from_py_object)
+)]
+pub struct VmSrcSummary {
     /// Seconds from the start to the end.
     pub duration_s: f64,
     /// Bytes sent.
@@ -132,10 +286,15 @@ pub struct SrcSummary {
     pub channels: u32,
     /// Whether a preempt connection was used.
     pub preempt: bool,
-    /// Every interval.
-    pub samples: Vec<SrcSample>,
-    /// Why it ended ("duration reached", "stopped", or what went wrong).
+    /// How it ended.
+    pub end: VmSrcEnd,
+    /// The end in words ("duration reached", "stopped", or what went wrong).
     pub end_reason: String,
+    /// Number of intervals reported.
+    pub intervals: u64,
+    /// Every interval (not part of the JSON summary line).
+    #[serde(skip)]
+    pub samples: Vec<VmSrcSample>,
 }
 
 struct Shared {
@@ -148,15 +307,13 @@ struct Shared {
     pending: AtomicBool,
     main_writer: Mutex<TcpStream>,
     sockets: Vec<TcpStream>,
-    failure: Mutex<Option<String>>,
-    samples: Mailbox<SrcSample>,
-    done: AtomicBool,
+    failure: Mutex<Option<(VmSrcEnd, String)>>,
 }
 
 impl Shared {
     /// First failure wins; everything stops.
-    fn fail(&self, why: String) {
-        let mut f = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+    fn fail(&self, why: (VmSrcEnd, String)) {
+        let mut f = lock(&self.failure);
         if f.is_none() && !self.stop.is_set() {
             *f = Some(why);
         }
@@ -184,12 +341,11 @@ impl Shared {
 
 /// A running source.
 pub struct VmSource {
-    shared: Arc<Shared>,
-    runner: Task<SrcSummary>,
+    bg: Background<VmSrcSample, VmSrcSummary>,
 }
 
 fn io_err(what: &str) -> impl Fn(io::Error) -> Error + '_ {
-    move |e| Error::io(what.to_string(), e)
+    move |e| Error::network(what, e)
 }
 
 /// Sends HELLO and waits for HELLO_ACK; an original destination closes.
@@ -197,7 +353,7 @@ fn hello(main: &mut TcpStream, h: &Hello) -> Result<()> {
     let unknown = || {
         Error::Protocol(
             "the destination closed the connection at the protocol extension: it does not know \
-             --channels/--preempt (an original mig_mon or an older version?)"
+             multifd channels or preempt (an original mig_mon or an older version?)"
                 .into(),
         )
     };
@@ -233,10 +389,19 @@ fn hello(main: &mut TcpStream, h: &Hello) -> Result<()> {
 impl VmSource {
     /// Connects (main, then the extra connections), tells the destination
     /// what to run, and starts streaming.
-    pub fn start(cfg: SrcConfig) -> Result<Self> {
+    pub fn start(cfg: VmSourceConfig) -> Result<Self> {
         cfg.validate()?;
+        let target = resolve(&cfg.host, cfg.port)?;
+        let plan = Plan {
+            vm_pages: vm_pages(cfg.vm_size_gb)?,
+            duration: cfg.duration()?,
+            interval: units::seconds("the interval", cfg.interval_s)?,
+            max_bandwidth: cfg.max_bandwidth(),
+            cfg,
+        };
+        let cfg = &plan.cfg;
         let timeout = Duration::from_secs(10);
-        let mut main = connect_tcp(cfg.target, timeout)?;
+        let mut main = connect_tcp(target, timeout)?;
         let mut channels = Vec::new();
         let mut preempt = None;
         if cfg.channels > 0 || cfg.preempt {
@@ -244,7 +409,7 @@ impl VmSource {
                 WyRand::new(crate::pace::mono_ns() ^ u64::from(std::process::id())).next_u64();
             let flags = if cfg.channels > 0 { FLAG_MULTIFD } else { 0 }
                 | if cfg.preempt { FLAG_PREEMPT } else { 0 }
-                | if cfg.requests_on_main {
+                | if cfg.requests_on_main() {
                     FLAG_REQUESTS_ON_MAIN
                 } else {
                     0
@@ -256,11 +421,11 @@ impl VmSource {
                     flags,
                     channels: cfg.channels,
                     session,
-                    vm_pages: cfg.vm_pages,
+                    vm_pages: plan.vm_pages,
                 },
             )?;
             let open = |kind: u64, index: u64| -> Result<TcpStream> {
-                let mut s = connect_tcp(cfg.target, timeout)?;
+                let mut s = connect_tcp(target, timeout)?;
                 let mut msg = header(MAGIC_CHANNEL, session).to_vec();
                 msg.extend_from_slice(&header(kind, index));
                 s.write_all(&msg).map_err(io_err("opening a channel"))?;
@@ -295,47 +460,18 @@ impl VmSource {
             main_writer: Mutex::new(clone(&main)?),
             sockets,
             failure: Mutex::new(None),
-            samples: Mailbox::default(),
-            done: AtomicBool::new(false),
         });
-        let runner = {
-            let shared = shared.clone();
-            Task::spawn("vm-src", move || {
-                let s = run(&cfg, &shared, main, channels, preempt);
-                shared.done.store(true, Ordering::Release);
-                shared.samples.wake();
-                Ok(s)
-            })?
-        };
-        Ok(Self { shared, runner })
+        let sh = shared.clone();
+        let bg = Background::spawn("vm-src", move |ctx| {
+            Ok(run(&plan, &shared, ctx, main, channels, preempt))
+        })?
+        .on_stop(move || sh.shutdown());
+        Ok(Self { bg })
     }
 
-    /// The next interval's sample, waiting up to `timeout`.
-    pub fn next_sample(&self, timeout: Duration) -> Option<SrcSample> {
-        self.shared.samples.pop_wait(timeout, || self.is_done())
-    }
-
-    /// True once the run ended (duration, stop, or the destination left).
-    pub fn is_done(&self) -> bool {
-        self.shared.done.load(Ordering::Acquire)
-    }
-
-    /// Asks the run to end; returns at once.
-    pub fn request_stop(&self) {
-        self.shared.shutdown();
-    }
-
-    /// Ends the run and returns its summary (a second call fails).
-    pub fn stop(&self) -> Result<SrcSummary> {
-        self.request_stop();
-        self.runner.join()
-    }
-}
-
-impl Drop for VmSource {
-    fn drop(&mut self) {
-        self.request_stop();
-        self.runner.join_quietly();
+    /// The samples, the stop and the summary.
+    pub fn background(&self) -> &Background<VmSrcSample, VmSrcSummary> {
+        &self.bg
     }
 }
 
@@ -351,7 +487,7 @@ fn write_all_vectored(w: &mut impl Write, mut bufs: &mut [IoSlice<'_>]) -> io::R
     Ok(())
 }
 
-fn pacer(cfg: &SrcConfig, share: u32) -> Option<Pacer> {
+fn pacer(cfg: &Plan, share: u32) -> Option<Pacer> {
     cfg.max_bandwidth.map(|b| {
         Pacer::new(
             b as f64 / f64::from(share.max(1)),
@@ -363,7 +499,7 @@ fn pacer(cfg: &SrcConfig, share: u32) -> Option<Pacer> {
 
 /// Messages per write: about a millisecond's worth when capped, for a
 /// smooth stream.
-fn batch_for(cfg: &SrcConfig, share: u32) -> usize {
+fn batch_for(cfg: &Plan, share: u32) -> usize {
     match cfg.max_bandwidth {
         Some(b) => ((b as f64 / f64::from(share.max(1)) * 0.001) as usize
             / (HEADER_LEN + PAGE_SIZE))
@@ -382,7 +518,7 @@ fn pace(p: &mut Option<Pacer>, bytes: u64, stop: &StopFlag) {
 }
 
 /// Precopy on the main connection: SEND_PAGE messages, page after page.
-fn precopy_main(cfg: &SrcConfig, sh: &Shared) -> io::Result<()> {
+fn precopy_main(cfg: &Plan, sh: &Shared) -> io::Result<()> {
     let mut index = 0u64;
     let batch = batch_for(cfg, 1);
     let mut headers = vec![[0u8; HEADER_LEN]; batch];
@@ -405,7 +541,7 @@ fn precopy_main(cfg: &SrcConfig, sh: &Shared) -> io::Result<()> {
             std::thread::yield_now();
         }
         {
-            let mut w = sh.main_writer.lock().unwrap_or_else(|e| e.into_inner());
+            let mut w = lock(&sh.main_writer);
             write_all_vectored(&mut *w, &mut iov)?;
         }
         let bytes = (batch * (HEADER_LEN + PAGE_SIZE)) as u64;
@@ -417,14 +553,14 @@ fn precopy_main(cfg: &SrcConfig, sh: &Shared) -> io::Result<()> {
 
 /// Precopy on one multifd connection: 128-page packets.
 fn precopy_multifd(
-    cfg: &SrcConfig,
+    cfg: &Plan,
     sh: &Shared,
     mut sock: TcpStream,
     k: usize,
     next: &AtomicU64,
 ) -> io::Result<()> {
     make_bulk_thread();
-    let mut p = pacer(cfg, cfg.channels);
+    let mut p = pacer(cfg, cfg.cfg.channels);
     let mut idx = [0u8; MULTIFD_PAGES * 8];
     let hdr = header(MAGIC_MULTIFD, MULTIFD_PAGES as u64);
     let bytes = (HEADER_LEN + MULTIFD_PAGES * (8 + PAGE_SIZE)) as u64;
@@ -447,7 +583,7 @@ fn precopy_multifd(
 
 /// Reads page requests from the main connection and answers each at once.
 fn answer_requests(
-    cfg: &SrcConfig,
+    cfg: &Plan,
     sh: &Shared,
     main: TcpStream,
     mut preempt: Option<TcpStream>,
@@ -479,7 +615,7 @@ fn answer_requests(
             None => {
                 sh.pending.store(true, Ordering::Release);
                 let r = {
-                    let mut w = sh.main_writer.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut w = lock(&sh.main_writer);
                     write_all_vectored(&mut *w, &mut iov)
                 };
                 sh.pending.store(false, Ordering::Release);
@@ -491,43 +627,49 @@ fn answer_requests(
     }
 }
 
-fn describe(e: &io::Error) -> String {
+fn describe(e: &io::Error) -> (VmSrcEnd, String) {
     match e.kind() {
         io::ErrorKind::UnexpectedEof
         | io::ErrorKind::ConnectionReset
-        | io::ErrorKind::BrokenPipe => "the destination closed the connection".into(),
-        _ => e.to_string(),
+        | io::ErrorKind::BrokenPipe => (
+            VmSrcEnd::PeerClosed,
+            "the destination closed the connection".into(),
+        ),
+        _ => (VmSrcEnd::Error, e.to_string()),
     }
 }
 
 fn run(
-    cfg: &SrcConfig,
+    plan: &Plan,
     sh: &Arc<Shared>,
+    ctx: &Ctx<VmSrcSample>,
     main: TcpStream,
     channels: Vec<TcpStream>,
     preempt: Option<TcpStream>,
-) -> SrcSummary {
+) -> VmSrcSummary {
+    let cfg = &plan.cfg;
     let start = Instant::now();
     let next_page = AtomicU64::new(0);
     let mut samples = Vec::new();
+    let mut ticker = Ticker::new(start, plan.interval, plan.duration);
     std::thread::scope(|s| {
         let preempt_reader = preempt.as_ref().and_then(|p| p.try_clone().ok());
         s.spawn(|| {
-            if let Err(e) = answer_requests(cfg, sh, main, preempt) {
+            if let Err(e) = answer_requests(plan, sh, main, preempt) {
                 sh.fail(describe(&e));
             }
         });
         if let Some(pr) = preempt_reader {
             let pw = pr.try_clone().ok();
             s.spawn(move || {
-                if let Err(e) = answer_requests(cfg, sh, pr, pw) {
+                if let Err(e) = answer_requests(plan, sh, pr, pw) {
                     sh.fail(describe(&e));
                 }
             });
         }
         if cfg.precopy && channels.is_empty() {
             s.spawn(|| {
-                if let Err(e) = precopy_main(cfg, sh) {
+                if let Err(e) = precopy_main(plan, sh) {
                     sh.fail(describe(&e));
                 }
             });
@@ -535,58 +677,51 @@ fn run(
         for (k, c) in channels.into_iter().enumerate() {
             let next = &next_page;
             s.spawn(move || {
-                if let Err(e) = precopy_multifd(cfg, sh, c, k, next) {
-                    sh.fail(format!("multifd channel {k}: {}", describe(&e)));
+                if let Err(e) = precopy_multifd(plan, sh, c, k, next) {
+                    let (end, why) = describe(&e);
+                    sh.fail((end, format!("multifd channel {k}: {why}")));
                 }
             });
         }
-        sample_loop(cfg, sh, start, &mut samples);
+        sample_loop(sh, ctx, &mut ticker, &mut samples);
         sh.shutdown();
     });
     let duration_s = start.elapsed().as_secs_f64();
     let bytes = sh.total_bytes();
-    let end_reason = sh
-        .failure
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone()
-        .unwrap_or_else(|| {
-            if cfg.duration.is_some_and(|d| start.elapsed() >= d) {
-                "duration reached".into()
-            } else {
-                "stopped".into()
-            }
-        });
-    SrcSummary {
+    let (end, end_reason) = lock(&sh.failure).clone().unwrap_or_else(|| {
+        if ticker.expired() {
+            (VmSrcEnd::Duration, "duration reached".into())
+        } else {
+            (VmSrcEnd::Stopped, "stopped".into())
+        }
+    });
+    VmSrcSummary {
         duration_s,
         bytes,
-        rate_mb_s: bytes as f64 / (1 << 20) as f64 / duration_s.max(1e-9),
+        rate_mb_s: bytes as f64 / MB as f64 / duration_s.max(1e-9),
         peak_mb_s: samples.iter().map(|s| s.rate_mb_s).fold(0.0, f64::max),
         requests: sh.requests.load(Ordering::Relaxed),
         channels: cfg.channels,
         preempt: cfg.preempt,
-        samples,
+        end,
         end_reason,
+        intervals: samples.len() as u64,
+        samples,
     }
 }
 
-fn sample_loop(cfg: &SrcConfig, sh: &Shared, start: Instant, samples: &mut Vec<SrcSample>) {
-    let end = cfg.duration.map(|d| start + d);
-    let mut last_t = start;
+fn sample_loop(
+    sh: &Shared,
+    ctx: &Ctx<VmSrcSample>,
+    ticker: &mut Ticker,
+    samples: &mut Vec<VmSrcSample>,
+) {
+    let start = ticker.start();
     let mut last_bytes = 0u64;
     let mut last_req = 0u64;
     let mut last_ch: Vec<u64> = vec![0; sh.channel_bytes.len()];
-    for index in 0u64.. {
-        let due = start + cfg.interval * (index as u32 + 1);
-        let wake = end.map_or(due, |e| e.min(due));
-        if sh.stop.sleep_until(wake, Duration::from_millis(20)) {
-            return;
-        }
-        if end.is_some_and(|e| wake == e && e < due) {
-            return;
-        }
-        let now = Instant::now();
-        let dt = (now - last_t).as_secs_f64();
+    while let Some(tick) = ticker.next(&sh.stop) {
+        let dt = tick.length.as_secs_f64();
         let bytes = sh.total_bytes();
         let req = sh.requests.load(Ordering::Relaxed);
         let ch: Vec<u64> = sh
@@ -594,47 +729,57 @@ fn sample_loop(cfg: &SrcConfig, sh: &Shared, start: Instant, samples: &mut Vec<S
             .iter()
             .map(|c| c.load(Ordering::Relaxed))
             .collect();
-        let mb = |b: u64| b as f64 / (1 << 20) as f64 / dt;
-        let sample = SrcSample {
-            index,
-            elapsed_s: (now - start).as_secs_f64(),
-            duration_ms: (now - last_t).as_millis() as u64,
+        let mb = |b: u64| b as f64 / MB as f64 / dt;
+        let sample = VmSrcSample {
+            index: tick.index,
+            elapsed_s: (tick.now - start).as_secs_f64(),
+            duration_ms: tick.length.as_millis() as u64,
             bytes: bytes - last_bytes,
             rate_mb_s: mb(bytes - last_bytes),
             channel_mb_s: ch.iter().zip(&last_ch).map(|(a, b)| mb(a - b)).collect(),
             requests: req - last_req,
         };
         samples.push(sample.clone());
-        sh.samples.push(sample);
-        (last_t, last_bytes, last_req, last_ch) = (now, bytes, req, ch);
-        if end == Some(wake) {
-            return;
-        }
+        ctx.send(sample);
+        (last_bytes, last_req, last_ch) = (bytes, req, ch);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::vm_dst::{DstMessage, VmDestination};
+    use crate::vm::dst::{DstMessage, VmDestination, VmDestinationConfig};
+    use std::net::SocketAddr;
 
-    fn cfg(target: SocketAddr) -> SrcConfig {
-        SrcConfig {
-            target,
-            vm_pages: 1 << 18,
+    fn cfg(target: SocketAddr) -> VmSourceConfig {
+        VmSourceConfig {
+            host: target.ip().to_string(),
+            port: target.port(),
+            vm_size_gb: 1,
             precopy: true,
             postcopy: true,
-            channels: 0,
-            preempt: false,
-            requests_on_main: false,
-            max_bandwidth: None,
-            duration: Some(Duration::from_millis(1200)),
-            interval: Duration::from_millis(300),
+            duration_s: Some(1.2),
+            interval_s: 0.3,
+            ..VmSourceConfig::default()
         }
     }
 
     fn dst() -> VmDestination {
-        VmDestination::start(Some("127.0.0.1"), 0, 1 << 18, Duration::from_millis(300)).unwrap()
+        VmDestination::start(VmDestinationConfig {
+            bind: Some("127.0.0.1".into()),
+            port: 0,
+            vm_size_gb: 1,
+            interval_s: 0.3,
+            duration_s: None,
+        })
+        .unwrap()
+    }
+
+    fn finish(src: VmSource) -> VmSrcSummary {
+        while !src.background().is_done() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        src.background().stop().unwrap()
     }
 
     #[test]
@@ -647,18 +792,16 @@ mod tests {
             (2, true, true),
             (0, true, true),
         ] {
-            let src = VmSource::start(SrcConfig {
+            let src = VmSource::start(VmSourceConfig {
                 channels,
                 preempt,
                 precopy,
                 ..cfg(d.local_addr())
             })
             .unwrap();
-            while !src.is_done() {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let s = src.stop().unwrap();
+            let s = finish(src);
             assert_eq!(s.end_reason, "duration reached");
+            assert_eq!(s.end, VmSrcEnd::Duration);
             assert!(s.requests > 10, "{channels} {preempt}: {s:?}");
             if precopy {
                 assert!(s.rate_mb_s > 10.0, "{s:?}");
@@ -669,7 +812,7 @@ mod tests {
                 .all(|x| x.channel_mb_s.len() == channels as usize));
         }
         std::thread::sleep(Duration::from_millis(200));
-        let fin = d.stop();
+        let fin = d.background().stop().unwrap();
         assert_eq!(fin.len(), 5);
         assert!(fin.iter().all(|f| f.latency.count > 10), "{fin:?}");
         assert_eq!(fin[2].channels, 3);
@@ -679,16 +822,13 @@ mod tests {
     #[test]
     fn capped_bandwidth_is_met() {
         let d = dst();
-        let src = VmSource::start(SrcConfig {
+        let src = VmSource::start(VmSourceConfig {
             postcopy: false,
-            max_bandwidth: Some(64 << 20),
+            max_bandwidth_mb_s: Some(64),
             ..cfg(d.local_addr())
         })
         .unwrap();
-        while !src.is_done() {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let s = src.stop().unwrap();
+        let s = finish(src);
         assert!(s.rate_mb_s > 55.0 && s.rate_mb_s < 68.0, "{}", s.rate_mb_s);
     }
 
@@ -703,9 +843,9 @@ mod tests {
         let mut seen = Vec::new();
         let until = Instant::now() + Duration::from_secs(5);
         while seen.len() < 2 && Instant::now() < until {
-            match d.next_message(Duration::from_millis(100)) {
-                Some(DstMessage::Rejected { reason, .. })
-                | Some(DstMessage::Dropped { reason, .. }) => seen.push(reason),
+            match d.background().next(Duration::from_millis(100)) {
+                Some(DstMessage::Rejected(r)) => seen.push(r.reason),
+                Some(DstMessage::Ended(s)) => seen.push(s.reason),
                 _ => {}
             }
         }
@@ -718,41 +858,66 @@ mod tests {
             "{seen:?}"
         );
         let src = VmSource::start(cfg(d.local_addr())).unwrap();
-        while !src.is_done() {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        assert!(src.stop().unwrap().rate_mb_s > 10.0);
+        assert!(finish(src).rate_mb_s > 10.0);
+    }
+
+    #[test]
+    fn the_destination_leaving_is_an_early_end() {
+        let d = dst();
+        let src = VmSource::start(VmSourceConfig {
+            duration_s: None,
+            ..cfg(d.local_addr())
+        })
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        d.background().stop().unwrap();
+        let s = finish(src);
+        assert_eq!(s.end, VmSrcEnd::PeerClosed, "{s:?}");
+        assert!(!s.end.is_normal());
     }
 
     #[test]
     fn validation() {
         let t: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        assert!(SrcConfig {
+        assert!(VmSourceConfig {
             precopy: false,
             postcopy: false,
             ..cfg(t)
         }
         .validate()
         .is_err());
-        assert!(SrcConfig {
+        assert!(VmSourceConfig {
             precopy: false,
             channels: 2,
             ..cfg(t)
         }
         .validate()
         .is_err());
-        assert!(SrcConfig {
+        assert!(VmSourceConfig {
             postcopy: false,
             preempt: true,
             ..cfg(t)
         }
         .validate()
         .is_err());
-        assert!(SrcConfig {
-            vm_pages: 0,
+        assert!(VmSourceConfig {
+            vm_size_gb: 0,
             ..cfg(t)
         }
         .validate()
         .is_err());
+        assert!(VmSourceConfig {
+            return_path: ReturnPath::Main,
+            ..cfg(t)
+        }
+        .validate()
+        .is_err());
+        assert!(VmSourceConfig {
+            interval_s: f64::INFINITY,
+            ..cfg(t)
+        }
+        .validate()
+        .is_err());
+        assert!(cfg(t).validate().is_ok());
     }
 }

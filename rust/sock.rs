@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 pub fn resolve(host: &str, port: u16) -> Result<SocketAddr> {
     let h = host.trim();
     if h.is_empty() {
-        return Err(Error::invalid("empty host address"));
+        return Err(Error::config("empty host address"));
     }
     let bare = h
         .strip_prefix('[')
@@ -23,9 +23,9 @@ pub fn resolve(host: &str, port: u16) -> Result<SocketAddr> {
     }
     (bare, port)
         .to_socket_addrs()
-        .map_err(|e| Error::invalid(format!("cannot resolve host '{host}': {e}")))?
+        .map_err(|e| Error::config(format!("cannot resolve host '{host}': {e}")))?
         .next()
-        .ok_or_else(|| Error::invalid(format!("host '{host}' has no address")))
+        .ok_or_else(|| Error::config(format!("host '{host}' has no address")))
 }
 
 /// Binds a UDP socket for a server. `bind` None means every address: IPv6
@@ -45,22 +45,25 @@ pub fn bind_udp(bind: Option<&str>, port: u16) -> Result<UdpSocket> {
 
 fn bind_one(addr: SocketAddr, dual: bool) -> Result<UdpSocket> {
     let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
-        .map_err(|e| Error::io("creating a UDP socket", e))?;
+        .map_err(|e| Error::network("creating a UDP socket", e))?;
     if addr.is_ipv6() && dual {
         sock.set_only_v6(false)
-            .map_err(|e| Error::io("enabling IPv4 on an IPv6 socket", e))?;
+            .map_err(|e| Error::network("enabling IPv4 on an IPv6 socket", e))?;
     }
     // Room for the bursts a resumed guest answers with.
     let _ = sock.set_recv_buffer_size(4 << 20);
     sock.bind(&addr.into()).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AddrInUse {
-            Error::Resource(format!(
-                "UDP port {} is already in use on {}",
-                addr.port(),
-                addr.ip()
-            ))
+            Error::Resource {
+                msg: format!(
+                    "UDP port {} is already in use on {}",
+                    addr.port(),
+                    addr.ip()
+                ),
+                errno: e.raw_os_error(),
+            }
         } else {
-            Error::io(format!("binding UDP {addr}"), e)
+            Error::network(format!("binding UDP {addr}"), e)
         }
     })?;
     Ok(sock.into())
@@ -78,12 +81,12 @@ pub fn connect_udp(target: SocketAddr) -> Result<UdpSocket> {
         Type::DGRAM,
         Some(Protocol::UDP),
     )
-    .map_err(|e| Error::io("creating a UDP socket", e))?;
+    .map_err(|e| Error::network("creating a UDP socket", e))?;
     let _ = sock.set_recv_buffer_size(4 << 20);
     sock.bind(&local.into())
-        .map_err(|e| Error::io("binding a UDP socket", e))?;
+        .map_err(|e| Error::network("binding a UDP socket", e))?;
     sock.connect(&target.into())
-        .map_err(|e| Error::io(format!("connecting to {target}"), e))?;
+        .map_err(|e| Error::network(format!("connecting to {target}"), e))?;
     Ok(sock.into())
 }
 
@@ -92,25 +95,28 @@ pub fn connect_udp(target: SocketAddr) -> Result<UdpSocket> {
 pub fn listen_tcp(bind: Option<&str>, port: u16) -> Result<std::net::TcpListener> {
     let one = |addr: SocketAddr, dual: bool| -> Result<std::net::TcpListener> {
         let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
-            .map_err(|e| Error::io("creating a TCP socket", e))?;
+            .map_err(|e| Error::network("creating a TCP socket", e))?;
         if addr.is_ipv6() && dual {
             sock.set_only_v6(false)
-                .map_err(|e| Error::io("enabling IPv4 on an IPv6 socket", e))?;
+                .map_err(|e| Error::network("enabling IPv4 on an IPv6 socket", e))?;
         }
         sock.set_reuse_address(true)
-            .map_err(|e| Error::io("setting SO_REUSEADDR", e))?;
+            .map_err(|e| Error::network("setting SO_REUSEADDR", e))?;
         sock.bind(&addr.into()).map_err(|e| {
             if e.kind() == std::io::ErrorKind::AddrInUse {
-                Error::Resource(format!(
-                    "TCP port {} is already in use on {}",
-                    addr.port(),
-                    addr.ip()
-                ))
+                Error::Resource {
+                    msg: format!(
+                        "TCP port {} is already in use on {}",
+                        addr.port(),
+                        addr.ip()
+                    ),
+                    errno: e.raw_os_error(),
+                }
             } else {
-                Error::io(format!("binding TCP {addr}"), e)
+                Error::network(format!("binding TCP {addr}"), e)
             }
         })?;
-        sock.listen(128).map_err(|e| Error::io("listen", e))?;
+        sock.listen(128).map_err(|e| Error::network("listen", e))?;
         Ok(sock.into())
     };
     match bind {
@@ -129,9 +135,9 @@ pub fn connect_tcp(
     timeout: std::time::Duration,
 ) -> Result<std::net::TcpStream> {
     let s = std::net::TcpStream::connect_timeout(&target, timeout)
-        .map_err(|e| Error::io(format!("cannot connect to {target}"), e))?;
+        .map_err(|e| Error::network(format!("cannot connect to {target}"), e))?;
     s.set_nodelay(true)
-        .map_err(|e| Error::io("setting TCP_NODELAY", e))?;
+        .map_err(|e| Error::network("setting TCP_NODELAY", e))?;
     Ok(s)
 }
 
@@ -180,7 +186,10 @@ mod tests {
         let a = bind_udp(Some("127.0.0.1"), 0).unwrap();
         let port = a.local_addr().unwrap().port();
         match bind_udp(Some("127.0.0.1"), port) {
-            Err(Error::Resource(m)) => assert!(m.contains("in use"), "{m}"),
+            Err(Error::Resource { msg, errno }) => {
+                assert!(msg.contains("in use"), "{msg}");
+                assert_eq!(errno, Some(libc::EADDRINUSE));
+            }
             other => panic!("{other:?}"),
         }
     }

@@ -7,58 +7,116 @@
 //! which does the measuring.
 
 use std::io::ErrorKind;
-use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::UdpSocket;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+
+use crate::downtime::gap::{ms, Arrival, Baseline, DowntimeEvent, GapDetector};
+use crate::downtime::wire::{Probe, PROBE_LEN};
 use crate::error::{Error, Result};
-use crate::net::gap::{Arrival, DowntimeEvent, GapDetector};
-use crate::net::sock::{connect_udp, wait_readable};
-use crate::net::wire::{Probe, PROBE_LEN};
-use crate::pace::{mono_ns, tighten_timer_slack, unix_at, StopFlag};
+use crate::pace::{mono_ns, tighten_timer_slack, unix_at};
+use crate::run::{lock, Background, Ctx};
+use crate::sock::{connect_udp, resolve, wait_readable};
 use crate::stats::{LatencyHistogram, Percentiles};
-use crate::sync::{Mailbox, Task};
+use crate::units::{self, de};
 
 /// After how long without any reply the client warns once.
 const NO_REPLY_WARNING: Duration = Duration::from_secs(3);
 
-/// What a probe run does.
-#[derive(Clone, Debug)]
+/// A probe run's configuration (`client`). The interval and the threshold
+/// are in ms, as the original's command line has them; the run's length in
+/// seconds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[cfg_attr(
+    feature = "python",
+    pyo3::pyclass(module = "migmon._core", frozen, get_all, skip_from_py_object)
+)]
 pub struct ProbeConfig {
-    /// The echo (or one-way) server.
-    pub target: SocketAddr,
-    /// Time between probes.
-    pub interval: Duration,
-    /// Fixed spike threshold; None = the original's rule (2x the first gap).
-    pub threshold: Option<Duration>,
+    /// The echo (or one-way) server: an address or a host name.
+    pub server: String,
+    /// Its UDP port.
+    #[serde(deserialize_with = "de::int")]
+    pub port: u16,
+    /// Time between probes, ms.
+    #[serde(deserialize_with = "de::float")]
+    pub interval_ms: f64,
+    /// A gap this long is a downtime event, ms; None = twice the first gap
+    /// (the original's rule).
+    #[serde(deserialize_with = "de::opt_float")]
+    pub threshold_ms: Option<f64>,
     /// Stop after sending this many probes.
+    #[serde(deserialize_with = "de::opt_int")]
     pub count: Option<u64>,
-    /// Stop after this long.
-    pub duration: Option<Duration>,
-    /// Only send (for a one-way server).
+    /// Stop after this many seconds.
+    #[serde(deserialize_with = "de::opt_float")]
+    pub duration_s: Option<f64>,
+    /// Only send, for a one-way server.
+    #[serde(deserialize_with = "de::flag")]
     pub one_way: bool,
+}
+
+/// The shortest probe interval, ms.
+pub const MIN_INTERVAL_MS: f64 = 0.01;
+
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        Self {
+            server: String::new(),
+            port: crate::DEFAULT_PORT,
+            interval_ms: 1000.0,
+            threshold_ms: None,
+            count: None,
+            duration_s: None,
+            one_way: false,
+        }
+    }
+}
+
+/// What the run works from.
+struct Plan {
+    one_way: bool,
+    count: Option<u64>,
+    peer: String,
+    interval: Duration,
+    threshold: Option<Duration>,
+    duration: Option<Duration>,
 }
 
 impl ProbeConfig {
     /// Rejects values a run cannot honour.
     pub fn validate(&self) -> Result<()> {
-        if self.interval.is_zero() {
-            return Err(Error::invalid("interval must be greater than zero"));
+        self.plan_times().map(|_| ())
+    }
+
+    fn plan_times(&self) -> Result<(Duration, Option<Duration>, Option<Duration>)> {
+        if self.server.trim().is_empty() {
+            return Err(Error::config("the server address is required"));
+        }
+        if self.port == 0 {
+            return Err(Error::config("port must not be 0"));
+        }
+        let interval = units::millis("the probe interval", self.interval_ms)?;
+        if self.interval_ms < MIN_INTERVAL_MS {
+            return Err(Error::config(format!(
+                "the probe interval must be at least {MIN_INTERVAL_MS} ms, not {}",
+                self.interval_ms
+            )));
         }
         if self.count == Some(0) {
-            return Err(Error::invalid("count must be at least 1"));
+            return Err(Error::config("count must be at least 1"));
         }
-        if self.duration.is_some_and(|d| d.is_zero()) {
-            return Err(Error::invalid("duration must be greater than zero"));
-        }
-        if self.threshold.is_some_and(|t| t.is_zero()) {
-            return Err(Error::invalid("threshold must be greater than zero"));
-        }
-        if self.target.port() == 0 {
-            return Err(Error::invalid("port must not be 0"));
-        }
-        Ok(())
+        let threshold = self
+            .threshold_ms
+            .map(|t| units::millis("the threshold", t))
+            .transpose()?;
+        let duration = self
+            .duration_s
+            .map(|d| units::seconds("the duration", d))
+            .transpose()?;
+        Ok((interval, threshold, duration))
     }
 }
 
@@ -66,49 +124,62 @@ impl ProbeConfig {
 #[derive(Clone, Debug, PartialEq)]
 pub enum ProbeMessage {
     /// The first two replies set the baseline (the original prints it).
-    Baseline {
-        /// Gap between the first two replies, ns.
-        gap_ns: u64,
-        /// Spike threshold from now on, ns.
-        threshold_ns: u64,
-        /// Wall-clock time, Unix seconds.
-        unix_s: f64,
-    },
+    Baseline(Baseline),
     /// A downtime.
     Event(DowntimeEvent),
-    /// No reply at all yet, after this many seconds.
-    NoReply {
-        /// Seconds since the first probe.
-        after_s: f64,
-    },
+    /// No reply at all yet.
+    NoReply(NoReply),
+}
+
+/// No reply at all yet: the server may be one-way, down or filtered.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "type", rename = "no_reply")]
+#[cfg_attr(
+    feature = "python",
+    pyo3::pyclass(module = "migmon._core", frozen, get_all, skip_from_py_object)
+)]
+pub struct NoReply {
+    /// Seconds since the first probe.
+    pub after_s: f64,
 }
 
 /// A live view of the run (the original's status line and more).
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[cfg_attr(
+    feature = "python",
+    pyo3::pyclass(module = "migmon._core", frozen, get_all, skip_from_py_object)
+)]
 pub struct ProbeStatus {
     /// Probes sent.
     pub sent: u64,
     /// Distinct probes answered.
     pub received: u64,
-    /// Largest gap between replies after the baseline, ns.
-    pub max_gap_ns: u64,
-    /// Latest gap between replies, ns.
-    pub cur_gap_ns: u64,
-    /// Time since the last reply, ns (grows during an outage).
-    pub since_last_reply_ns: u64,
-    /// Latest round trip, ns.
-    pub last_rtt_ns: u64,
+    /// Largest gap between replies after the baseline, ms.
+    pub max_gap_ms: f64,
+    /// Latest gap between replies, ms.
+    pub cur_gap_ms: f64,
+    /// Time since the last reply, ms (grows during an outage).
+    pub since_last_reply_ms: f64,
+    /// Latest round trip, ms.
+    pub last_rtt_ms: f64,
     /// Downtime events so far.
     pub events: u64,
 }
 
 /// The whole run's figures.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "type", rename = "summary")]
+#[cfg_attr(
+    feature = "python",
+    pyo3::pyclass(module = "migmon._core", frozen, get_all, skip_from_py_object)
+)]
 pub struct ProbeSummary {
     /// Seconds from the first probe to the end.
     pub duration_s: f64,
-    /// Probe interval, ns.
-    pub interval_ns: u64,
+    /// Probe interval, ms.
+    pub interval_ms: f64,
+    /// Only sent.
+    pub one_way: bool,
     /// Probes sent.
     pub sent: u64,
     /// Distinct probes answered.
@@ -129,106 +200,61 @@ pub struct ProbeSummary {
     pub skipped: u64,
     /// Round-trip times (none for one-way).
     pub rtt: Option<Percentiles>,
-    /// Actual minus planned send time, ns.
+    /// Actual minus planned send time.
     pub send_jitter: Percentiles,
-    /// Gap between the first two replies, ns.
-    pub baseline_gap_ns: Option<u64>,
-    /// Spike threshold, ns.
-    pub threshold_ns: Option<u64>,
+    /// Gap between the first two replies, ms.
+    pub baseline_gap_ms: Option<f64>,
+    /// Spike threshold, ms.
+    pub threshold_ms: Option<f64>,
+    /// Largest gap between replies after the baseline, ms.
+    pub max_gap_ms: f64,
+    /// Sum of the events' blackouts, ms.
+    pub total_downtime_ms: f64,
+    /// Largest event blackout, ms.
+    pub worst_downtime_ms: f64,
+    /// Time since the last reply when the run ended, ms (an outage still
+    /// going on shows here, not as an event).
+    pub open_gap_ms: f64,
     /// Every downtime event.
     pub events: Vec<DowntimeEvent>,
-    /// Largest gap between replies after the baseline, ns.
-    pub max_gap_ns: u64,
-    /// Sum of the events' blackouts, ns.
-    pub total_downtime_ns: u64,
-    /// Largest event blackout, ns.
-    pub worst_downtime_ns: u64,
-    /// Time since the last reply when the run ended, ns (an outage still
-    /// going on shows here, not as an event).
-    pub open_gap_ns: u64,
-    /// Only sent.
-    pub one_way: bool,
-}
-
-struct Shared {
-    stop: StopFlag,
-    messages: Mailbox<ProbeMessage>,
-    status: Mutex<ProbeStatus>,
-    done: AtomicBool,
-}
-
-impl Shared {
-    fn push(&self, m: ProbeMessage) {
-        self.messages.push(m);
-    }
 }
 
 /// A probe run in a background thread.
 pub struct ProbeRun {
-    shared: Arc<Shared>,
-    handle: Task<ProbeSummary>,
+    status: Arc<Mutex<ProbeStatus>>,
+    bg: Background<ProbeMessage, ProbeSummary>,
 }
 
 impl ProbeRun {
     /// Validates, opens the socket and starts probing.
     pub fn start(cfg: ProbeConfig) -> Result<Self> {
-        cfg.validate()?;
-        let sock = connect_udp(cfg.target)?;
+        let (interval, threshold, duration) = cfg.plan_times()?;
+        let target = resolve(&cfg.server, cfg.port)?;
+        let sock = connect_udp(target)?;
         sock.set_nonblocking(true)
-            .map_err(|e| Error::io("making the socket non-blocking", e))?;
-        let shared = Arc::new(Shared {
-            stop: StopFlag::new(),
-            messages: Mailbox::default(),
-            status: Mutex::new(ProbeStatus::default()),
-            done: Default::default(),
-        });
-        let handle = {
-            let shared = shared.clone();
-            Task::spawn("probe", move || {
-                let r = Prober::new(&cfg, &shared).run(&sock);
-                shared.done.store(true, Ordering::Release);
-                shared.messages.wake();
-                r
-            })?
+            .map_err(|e| Error::network("making the socket non-blocking", e))?;
+        let plan = Plan {
+            one_way: cfg.one_way,
+            count: cfg.count,
+            peer: target.to_string(),
+            interval,
+            threshold,
+            duration,
         };
-        Ok(Self { shared, handle })
-    }
-
-    /// The next message, waiting up to `timeout`.
-    pub fn next_message(&self, timeout: Duration) -> Option<ProbeMessage> {
-        self.shared.messages.pop_wait(timeout, || self.is_done())
+        let status: Arc<Mutex<ProbeStatus>> = Arc::default();
+        let st = status.clone();
+        let bg = Background::spawn("probe", move |ctx| Prober::new(&plan, ctx, &st).run(&sock))?;
+        Ok(Self { status, bg })
     }
 
     /// A snapshot of the live figures.
     pub fn status(&self) -> ProbeStatus {
-        self.shared
-            .status
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        lock(&self.status).clone()
     }
 
-    /// True once the run ended (count or duration reached, or stopped).
-    pub fn is_done(&self) -> bool {
-        self.shared.done.load(Ordering::Acquire)
-    }
-
-    /// Asks the run to end; returns at once.
-    pub fn request_stop(&self) {
-        self.shared.stop.stop();
-    }
-
-    /// Ends the run and returns its summary (a second call fails).
-    pub fn stop(&self) -> Result<ProbeSummary> {
-        self.request_stop();
-        self.handle.join()
-    }
-}
-
-impl Drop for ProbeRun {
-    fn drop(&mut self) {
-        self.request_stop();
-        self.handle.join_quietly();
+    /// The messages, the stop and the summary.
+    pub fn background(&self) -> &Background<ProbeMessage, ProbeSummary> {
+        &self.bg
     }
 }
 
@@ -250,8 +276,9 @@ impl SeqSet {
 }
 
 struct Prober<'a> {
-    cfg: &'a ProbeConfig,
-    shared: &'a Shared,
+    cfg: &'a Plan,
+    ctx: &'a Ctx<ProbeMessage>,
+    status: &'a Mutex<ProbeStatus>,
     start_ns: u64,
     sent: u64,
     received: u64,
@@ -271,10 +298,11 @@ struct Prober<'a> {
 }
 
 impl<'a> Prober<'a> {
-    fn new(cfg: &'a ProbeConfig, shared: &'a Shared) -> Self {
+    fn new(cfg: &'a Plan, ctx: &'a Ctx<ProbeMessage>, status: &'a Mutex<ProbeStatus>) -> Self {
         Self {
             cfg,
-            shared,
+            ctx,
+            status,
             start_ns: mono_ns(),
             sent: 0,
             received: 0,
@@ -305,7 +333,7 @@ impl<'a> Prober<'a> {
         let mut buf = vec![0u8; 65_536];
         loop {
             let now = Instant::now();
-            if self.shared.stop.is_set() || end.is_some_and(|e| now >= e) {
+            if self.ctx.stop.is_set() || end.is_some_and(|e| now >= e) {
                 break;
             }
             let all_sent = self.cfg.count.is_some_and(|c| self.sent >= c);
@@ -337,9 +365,9 @@ impl<'a> Prober<'a> {
                 && start.elapsed() >= NO_REPLY_WARNING
             {
                 warned = true;
-                self.shared.push(ProbeMessage::NoReply {
+                self.ctx.send(ProbeMessage::NoReply(NoReply {
                     after_s: start.elapsed().as_secs_f64(),
-                });
+                }));
             }
         }
         if !self.cfg.one_way {
@@ -421,11 +449,12 @@ impl<'a> Prober<'a> {
             Arrival::Baseline {
                 gap_ns,
                 threshold_ns,
-            } => self.shared.push(ProbeMessage::Baseline {
-                gap_ns,
-                threshold_ns,
+            } => self.ctx.send(ProbeMessage::Baseline(Baseline {
+                peer: None,
+                gap_ms: ms(gap_ns),
+                threshold_ms: ms(threshold_ns),
                 unix_s: unix_at(arrival),
-            }),
+            })),
             Arrival::Spike { gap_ns, since_ns } => {
                 // Probes sent after the last one answered before the gap,
                 // except this one when it is the newest (sent after the
@@ -446,18 +475,17 @@ impl<'a> Prober<'a> {
 
     fn event(&mut self, gap_ns: u64, since_ns: u64, probes_missed: u64) {
         let interval_ns = self.cfg.interval.as_nanos() as u64;
-        let ev = DowntimeEvent {
-            index: self.events.len() as u64,
-            start_unix_s: unix_at(since_ns),
-            start_offset_s: since_ns.saturating_sub(self.start_ns) as f64 / 1e9,
+        let ev = DowntimeEvent::new(
+            self.events.len() as u64,
+            Some(self.cfg.peer.clone()),
+            since_ns,
+            self.start_ns,
             gap_ns,
-            blackout_ns: gap_ns.saturating_sub(interval_ns),
-            resolution_ns: interval_ns,
+            interval_ns,
             probes_missed,
-            peer: Some(self.cfg.target),
-        };
+        );
         self.events.push(ev.clone());
-        self.shared.push(ProbeMessage::Event(ev));
+        self.ctx.send(ProbeMessage::Event(ev));
     }
 
     fn publish(&self) {
@@ -465,13 +493,13 @@ impl<'a> Prober<'a> {
         let st = ProbeStatus {
             sent: self.sent,
             received: self.received,
-            max_gap_ns: self.gaps.max_gap_ns(),
-            cur_gap_ns: self.gaps.cur_gap_ns(),
-            since_last_reply_ns: self.gaps.last_ns().map_or(0, |l| now.saturating_sub(l)),
-            last_rtt_ns: self.last_rtt_ns,
+            max_gap_ms: ms(self.gaps.max_gap_ns()),
+            cur_gap_ms: ms(self.gaps.cur_gap_ns()),
+            since_last_reply_ms: ms(self.gaps.last_ns().map_or(0, |l| now.saturating_sub(l))),
+            last_rtt_ms: ms(self.last_rtt_ns),
             events: self.events.len() as u64,
         };
-        *self.shared.status.lock().unwrap_or_else(|e| e.into_inner()) = st;
+        *lock(self.status) = st;
     }
 
     fn summary(self, elapsed: Duration) -> ProbeSummary {
@@ -479,9 +507,11 @@ impl<'a> Prober<'a> {
             .gaps
             .last_ns()
             .map_or(0, |l| mono_ns().saturating_sub(l));
+        let blackouts = self.events.iter().map(|e| e.blackout_ms);
         ProbeSummary {
             duration_s: elapsed.as_secs_f64(),
-            interval_ns: self.cfg.interval.as_nanos() as u64,
+            interval_ms: ms(self.cfg.interval.as_nanos() as u64),
+            one_way: self.cfg.one_way,
             sent: self.sent,
             received: self.received,
             lost: if self.cfg.one_way {
@@ -497,14 +527,13 @@ impl<'a> Prober<'a> {
             skipped: self.skipped,
             rtt: (!self.cfg.one_way).then(|| self.rtt.percentiles()),
             send_jitter: self.jitter.percentiles(),
-            baseline_gap_ns: self.gaps.baseline_ns(),
-            threshold_ns: self.gaps.threshold_ns(),
-            total_downtime_ns: self.events.iter().map(|e| e.blackout_ns).sum(),
-            worst_downtime_ns: self.events.iter().map(|e| e.blackout_ns).max().unwrap_or(0),
-            max_gap_ns: self.gaps.max_gap_ns(),
+            baseline_gap_ms: self.gaps.baseline_ns().map(ms),
+            threshold_ms: self.gaps.threshold_ns().map(ms),
+            max_gap_ms: ms(self.gaps.max_gap_ns()),
+            total_downtime_ms: blackouts.clone().fold(0.0, |a, b| a + b),
+            worst_downtime_ms: blackouts.fold(0.0, f64::max),
+            open_gap_ms: ms(open_gap_ns),
             events: self.events,
-            open_gap_ns,
-            one_way: self.cfg.one_way,
         }
     }
 }
@@ -512,27 +541,36 @@ impl<'a> Prober<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::echo::EchoServer;
+    use crate::downtime::echo::{EchoServer, EchoServerConfig};
+    use std::net::SocketAddr;
 
     fn cfg(target: SocketAddr) -> ProbeConfig {
         ProbeConfig {
-            target,
-            interval: Duration::from_millis(5),
-            threshold: None,
+            server: target.ip().to_string(),
+            port: target.port(),
+            interval_ms: 5.0,
             count: Some(100),
-            duration: None,
-            one_way: false,
+            ..ProbeConfig::default()
         }
+    }
+
+    fn wait(run: &ProbeRun) -> ProbeSummary {
+        while !run.background().is_done() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        run.background().stop().unwrap()
     }
 
     #[test]
     fn round_trips_against_our_echo_server() {
-        let srv = EchoServer::start(Some("127.0.0.1"), 0).unwrap();
+        let srv = EchoServer::start(EchoServerConfig {
+            bind: Some("127.0.0.1".into()),
+            port: 0,
+            duration_s: None,
+        })
+        .unwrap();
         let run = ProbeRun::start(cfg(srv.local_addr())).unwrap();
-        while !run.is_done() {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let s = run.stop().unwrap();
+        let s = wait(&run);
         assert_eq!(s.sent, 100);
         assert_eq!(s.received, 100);
         assert_eq!(s.lost + s.duplicates + s.foreign, 0);
@@ -544,7 +582,7 @@ mod tests {
             "{}",
             s.duration_s
         );
-        assert_eq!(srv.stop().probes, 100);
+        assert_eq!(srv.background().stop().unwrap().probes, 100);
     }
 
     #[test]
@@ -560,12 +598,7 @@ mod tests {
             ..cfg(format!("127.0.0.1:{port}").parse().unwrap())
         })
         .unwrap();
-        let s = loop {
-            if run.is_done() {
-                break run.stop().unwrap();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let s = wait(&run);
         assert_eq!((s.sent, s.received, s.lost), (20, 0, 20));
         assert!(s.refused > 0);
     }
@@ -581,14 +614,25 @@ mod tests {
     #[test]
     fn validation() {
         let t: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        for bad in [0.0, -1.0, f64::INFINITY, f64::NAN, 1e300, 0.001] {
+            assert!(
+                ProbeConfig {
+                    interval_ms: bad,
+                    ..cfg(t)
+                }
+                .validate()
+                .is_err(),
+                "{bad}"
+            );
+        }
         assert!(ProbeConfig {
-            interval: Duration::ZERO,
+            count: Some(0),
             ..cfg(t)
         }
         .validate()
         .is_err());
         assert!(ProbeConfig {
-            count: Some(0),
+            server: String::new(),
             ..cfg(t)
         }
         .validate()

@@ -6,20 +6,82 @@
 use std::collections::HashSet;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+
+use crate::downtime::wire::Probe;
 use crate::error::{Error, Result};
-use crate::net::sock::{bind_udp, canonical, wait_readable};
-use crate::net::wire::Probe;
-use crate::pace::StopFlag;
-use crate::sync::Task;
+use crate::run::{Background, Ctx};
+use crate::sock::{bind_udp, canonical, wait_readable};
+use crate::units::{self, de};
+
+/// A UDP server's configuration (`server_rr`; `server` adds a threshold).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[cfg_attr(
+    feature = "python",
+    pyo3::pyclass(module = "migmon._core", frozen, get_all, skip_from_py_object)
+)]
+pub struct EchoServerConfig {
+    /// Address to listen on; None = every address, IPv6 and IPv4.
+    pub bind: Option<String>,
+    /// UDP port; 0 = any free port.
+    #[serde(deserialize_with = "de::int")]
+    pub port: u16,
+    /// Stop after this many seconds; None = until stopped.
+    #[serde(deserialize_with = "de::opt_float")]
+    pub duration_s: Option<f64>,
+}
+
+impl Default for EchoServerConfig {
+    fn default() -> Self {
+        Self {
+            bind: None,
+            port: crate::DEFAULT_PORT,
+            duration_s: None,
+        }
+    }
+}
+
+impl EchoServerConfig {
+    /// Rejects values a server cannot honour.
+    pub fn validate(&self) -> Result<()> {
+        deadline(self.duration_s).map(|_| ())
+    }
+}
+
+/// The deadline of a server run of `duration_s`, checked.
+pub(crate) fn deadline(duration_s: Option<f64>) -> Result<Option<Instant>> {
+    Ok(duration_s
+        .map(|d| units::seconds("the duration", d))
+        .transpose()?
+        .map(|d| Instant::now() + d))
+}
+
+/// A sender the server heard for the first time.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "type", rename = "client")]
+#[cfg_attr(
+    feature = "python",
+    pyo3::pyclass(module = "migmon._core", frozen, get_all, skip_from_py_object)
+)]
+pub struct NewClient {
+    /// The sender, "ip:port".
+    pub peer: String,
+}
 
 /// How many distinct clients the server remembers for its count.
 const MAX_TRACKED_CLIENTS: usize = 65_536;
 
 /// Counters of an echo server.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename = "summary")]
+#[cfg_attr(
+    feature = "python",
+    pyo3::pyclass(module = "migmon._core", frozen, get_all, skip_from_py_object)
+)]
 pub struct EchoStats {
     /// Datagrams received.
     pub packets: u64,
@@ -40,7 +102,6 @@ struct Counters {
     probes: AtomicU64,
     send_errors: AtomicU64,
     clients: AtomicU64,
-    new_clients: Mutex<Vec<SocketAddr>>,
 }
 
 impl Counters {
@@ -58,32 +119,29 @@ impl Counters {
 /// A running echo server.
 pub struct EchoServer {
     local: SocketAddr,
-    stop: StopFlag,
     counters: Arc<Counters>,
-    handle: Task<()>,
+    bg: Background<NewClient, EchoStats>,
 }
 
 impl EchoServer {
-    /// Binds (`bind` None = every address, IPv6 and IPv4) and starts serving.
-    pub fn start(bind: Option<&str>, port: u16) -> Result<Self> {
-        let sock = bind_udp(bind, port)?;
+    /// Binds and starts serving.
+    pub fn start(cfg: EchoServerConfig) -> Result<Self> {
+        cfg.validate()?;
+        let end = deadline(cfg.duration_s)?;
+        let sock = bind_udp(cfg.bind.as_deref(), cfg.port)?;
         let local = sock
             .local_addr()
-            .map_err(|e| Error::io("reading the bound address", e))?;
-        let stop = StopFlag::new();
+            .map_err(|e| Error::network("reading the bound address", e))?;
         let counters = Arc::new(Counters::default());
-        let handle = {
-            let (stop, counters) = (stop.clone(), counters.clone());
-            Task::spawn("echo", move || {
-                serve(&sock, &stop, &counters);
-                Ok(())
-            })?
-        };
+        let c = counters.clone();
+        let bg = Background::spawn("echo", move |ctx| {
+            serve(&sock, ctx, &c, end);
+            Ok(c.snapshot())
+        })?;
         Ok(Self {
             local,
-            stop,
             counters,
-            handle,
+            bg,
         })
     }
 
@@ -97,37 +155,17 @@ impl EchoServer {
         self.counters.snapshot()
     }
 
-    /// Clients seen for the first time since the last call.
-    pub fn take_new_clients(&self) -> Vec<SocketAddr> {
-        std::mem::take(
-            &mut *self
-                .counters
-                .new_clients
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()),
-        )
-    }
-
-    /// Stops serving and returns the final counters.
-    pub fn stop(&self) -> EchoStats {
-        self.stop.stop();
-        // Already joined by an earlier stop: nothing left to wait for.
-        let _ = self.handle.join();
-        self.stats()
+    /// New clients as they come, the stop and the final counters.
+    pub fn background(&self) -> &Background<NewClient, EchoStats> {
+        &self.bg
     }
 }
 
-impl Drop for EchoServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn serve(sock: &UdpSocket, stop: &StopFlag, c: &Counters) {
+fn serve(sock: &UdpSocket, ctx: &Ctx<NewClient>, c: &Counters, end: Option<Instant>) {
     let mut buf = vec![0u8; 65_536];
     let mut seen: HashSet<SocketAddr> = HashSet::new();
     let _ = sock.set_nonblocking(true);
-    while !stop.is_set() {
+    while !ctx.stop.is_set() && end.is_none_or(|e| Instant::now() < e) {
         if !wait_readable(sock, Duration::from_millis(100)) {
             continue;
         }
@@ -145,10 +183,9 @@ fn serve(sock: &UdpSocket, stop: &StopFlag, c: &Counters) {
             }
             if seen.len() < MAX_TRACKED_CLIENTS && seen.insert(from) {
                 c.clients.fetch_add(1, Ordering::Relaxed);
-                c.new_clients
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(canonical(from));
+                ctx.send(NewClient {
+                    peer: canonical(from).to_string(),
+                });
             }
         }
     }
@@ -160,7 +197,12 @@ mod tests {
 
     #[test]
     fn echoes_anything_unchanged() {
-        let srv = EchoServer::start(Some("127.0.0.1"), 0).unwrap();
+        let srv = EchoServer::start(EchoServerConfig {
+            bind: Some("127.0.0.1".into()),
+            port: 0,
+            duration_s: None,
+        })
+        .unwrap();
         let c = UdpSocket::bind("127.0.0.1:0").unwrap();
         c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         c.connect(srv.local_addr()).unwrap();
@@ -175,7 +217,9 @@ mod tests {
             let n = c.recv(&mut buf).unwrap();
             assert_eq!(&buf[..n], msg);
         }
-        let s = srv.stop();
+        let s = srv.background().stop().unwrap();
+        assert_eq!(srv.background().stop().unwrap(), s);
+        assert!(srv.background().next(Duration::ZERO).is_some());
         assert_eq!(s.packets, 4);
         assert_eq!(s.probes, 1);
         assert_eq!(s.clients, 1);

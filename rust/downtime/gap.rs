@@ -8,28 +8,83 @@
 //! The guest's blackout is estimated as the gap less one probe interval,
 //! good to one interval (the probe resolution).
 
-use std::net::SocketAddr;
+use serde::Serialize;
 
-/// One downtime: no packet arrived for `gap_ns`.
-#[derive(Clone, Debug, PartialEq)]
+const NS_PER_MS: f64 = 1e6;
+
+/// One downtime: no packet arrived for `gap_ms`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "type", rename = "event")]
+#[cfg_attr(
+    feature = "python",
+    pyo3::pyclass(module = "migmon._core", frozen, get_all, skip_from_py_object)
+)]
 pub struct DowntimeEvent {
     /// 0 for the first event of a run (per peer on a server).
     pub index: u64,
+    /// The peer ("ip:port") whose packets stopped.
+    pub peer: Option<String>,
     /// Wall-clock time (Unix seconds) of the last arrival before the gap.
     pub start_unix_s: f64,
     /// Seconds from the start of the run to that arrival.
     pub start_offset_s: f64,
-    /// Time between the arrivals around the gap, ns.
-    pub gap_ns: u64,
-    /// Estimated blackout: the gap less one interval, ns (never negative).
-    pub blackout_ns: u64,
-    /// How exact the blackout estimate is (one probe interval), ns.
-    pub resolution_ns: u64,
+    /// Time between the arrivals around the gap, ms.
+    pub gap_ms: f64,
+    /// Estimated blackout: the gap less one interval, ms (never negative).
+    pub blackout_ms: f64,
+    /// How exact the blackout estimate is (one probe interval), ms.
+    pub resolution_ms: f64,
     /// Probes sent in the gap that got no timely reply (round trip) or
     /// never arrived (one way, from sequence numbers).
     pub probes_missed: u64,
+}
+
+impl DowntimeEvent {
+    /// The event for a gap of `gap_ns` that began at `since_ns` (monotonic),
+    /// measured with probes every `resolution_ns`.
+    pub fn new(
+        index: u64,
+        peer: Option<String>,
+        since_ns: u64,
+        run_start_ns: u64,
+        gap_ns: u64,
+        resolution_ns: u64,
+        probes_missed: u64,
+    ) -> Self {
+        Self {
+            index,
+            peer,
+            start_unix_s: crate::pace::unix_at(since_ns),
+            start_offset_s: since_ns.saturating_sub(run_start_ns) as f64 / 1e9,
+            gap_ms: ms(gap_ns),
+            blackout_ms: ms(gap_ns.saturating_sub(resolution_ns)),
+            resolution_ms: ms(resolution_ns),
+            probes_missed,
+        }
+    }
+}
+
+/// Nanoseconds as milliseconds.
+pub fn ms(ns: u64) -> f64 {
+    ns as f64 / NS_PER_MS
+}
+
+/// The first two arrivals set the baseline gap and the spike threshold.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "type", rename = "baseline")]
+#[cfg_attr(
+    feature = "python",
+    pyo3::pyclass(module = "migmon._core", frozen, get_all, skip_from_py_object)
+)]
+pub struct Baseline {
     /// The peer, on a server that measures many.
-    pub peer: Option<SocketAddr>,
+    pub peer: Option<String>,
+    /// Gap between the first two arrivals, ms.
+    pub gap_ms: f64,
+    /// Spike threshold from now on, ms.
+    pub threshold_ms: f64,
+    /// Wall-clock time, Unix seconds.
+    pub unix_s: f64,
 }
 
 /// What one arrival meant.

@@ -8,14 +8,62 @@
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+
+use crate::downtime::echo::{deadline, NewClient};
+use crate::downtime::gap::{ms, Arrival, Baseline, DowntimeEvent, GapDetector};
+use crate::downtime::wire::Probe;
 use crate::error::{Error, Result};
-use crate::net::gap::{Arrival, DowntimeEvent, GapDetector};
-use crate::net::sock::{bind_udp, canonical, wait_readable};
-use crate::net::wire::Probe;
-use crate::pace::{mono_ns, unix_at, StopFlag};
-use crate::sync::{Mailbox, Task};
+use crate::pace::{mono_ns, unix_at};
+use crate::run::{lock, Background, Ctx};
+use crate::sock::{bind_udp, canonical, wait_readable};
+use crate::units::{self, de};
+
+/// The one-way server's configuration (`server`). Times in ms as the
+/// original's, the run's length in seconds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[cfg_attr(
+    feature = "python",
+    pyo3::pyclass(module = "migmon._core", frozen, get_all, skip_from_py_object)
+)]
+pub struct OneWayServerConfig {
+    /// Address to listen on; None = every address, IPv6 and IPv4.
+    pub bind: Option<String>,
+    /// UDP port; 0 = any free port.
+    #[serde(deserialize_with = "de::int")]
+    pub port: u16,
+    /// A gap this long is a downtime event; None = twice a client's first
+    /// gap, as the original.
+    #[serde(deserialize_with = "de::opt_float")]
+    pub threshold_ms: Option<f64>,
+    /// Stop after this many seconds; None = until stopped.
+    #[serde(deserialize_with = "de::opt_float")]
+    pub duration_s: Option<f64>,
+}
+
+impl OneWayServerConfig {
+    /// Rejects values a server cannot honour.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(t) = self.threshold_ms {
+            units::millis("the threshold", t)?;
+        }
+        deadline(self.duration_s).map(|_| ())
+    }
+}
+
+impl Default for OneWayServerConfig {
+    fn default() -> Self {
+        Self {
+            bind: None,
+            port: crate::DEFAULT_PORT,
+            threshold_ms: None,
+            duration_s: None,
+        }
+    }
+}
 
 /// More clients than this: the longest idle ones are forgotten.
 const MAX_CLIENTS: usize = 4096;
@@ -24,27 +72,22 @@ const MAX_CLIENTS: usize = 4096;
 #[derive(Clone, Debug, PartialEq)]
 pub enum ServerMessage {
     /// A client sent its first datagram.
-    NewClient(SocketAddr),
+    NewClient(NewClient),
     /// A client's first two datagrams set its baseline.
-    Baseline {
-        /// The client.
-        peer: SocketAddr,
-        /// Gap between its first two datagrams, ns.
-        gap_ns: u64,
-        /// Spike threshold for it, ns.
-        threshold_ns: u64,
-        /// Wall-clock time, Unix seconds.
-        unix_s: f64,
-    },
+    Baseline(Baseline),
     /// A downtime seen on one client's stream.
     Event(DowntimeEvent),
 }
 
 /// One client's figures.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[cfg_attr(
+    feature = "python",
+    pyo3::pyclass(module = "migmon._core", frozen, get_all, skip_from_py_object)
+)]
 pub struct ClientSummary {
-    /// The client.
-    pub peer: SocketAddr,
+    /// The client, "ip:port".
+    pub peer: String,
     /// Datagrams received.
     pub packets: u64,
     /// Of those, our probes.
@@ -53,14 +96,26 @@ pub struct ClientSummary {
     pub lost: u64,
     /// Probes that came after a later one.
     pub reordered: u64,
-    /// Largest gap after the baseline, ns.
-    pub max_gap_ns: u64,
-    /// Latest gap, ns.
-    pub cur_gap_ns: u64,
-    /// Spike threshold, ns.
-    pub threshold_ns: Option<u64>,
+    /// Largest gap after the baseline, ms.
+    pub max_gap_ms: f64,
+    /// Latest gap, ms.
+    pub cur_gap_ms: f64,
+    /// Spike threshold, ms.
+    pub threshold_ms: Option<f64>,
     /// Downtime events.
     pub events: Vec<DowntimeEvent>,
+}
+
+/// Every client's figures at the end.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "type", rename = "summary")]
+#[cfg_attr(
+    feature = "python",
+    pyo3::pyclass(module = "migmon._core", frozen, get_all, skip_from_py_object)
+)]
+pub struct OneWaySummary {
+    /// One entry per client, by address.
+    pub clients: Vec<ClientSummary>,
 }
 
 struct Client {
@@ -76,62 +131,59 @@ struct Client {
 impl Client {
     fn summary(&self, peer: SocketAddr) -> ClientSummary {
         ClientSummary {
-            peer,
+            peer: peer.to_string(),
             packets: self.packets,
             probes: self.probes,
             lost: self
                 .max_seq
                 .map_or(0, |m| (m + 1).saturating_sub(self.probes)),
             reordered: self.reordered,
-            max_gap_ns: self.gaps.max_gap_ns(),
-            cur_gap_ns: self.gaps.cur_gap_ns(),
-            threshold_ns: self.gaps.threshold_ns(),
+            max_gap_ms: ms(self.gaps.max_gap_ns()),
+            cur_gap_ms: ms(self.gaps.cur_gap_ns()),
+            threshold_ms: self.gaps.threshold_ns().map(ms),
             events: self.events.clone(),
         }
     }
 }
 
-struct Shared {
-    stop: StopFlag,
-    messages: Mailbox<ServerMessage>,
-    clients: Mutex<HashMap<SocketAddr, Client>>,
+type Clients = Mutex<HashMap<SocketAddr, Client>>;
+
+fn summaries(clients: &Clients) -> Vec<ClientSummary> {
+    let map = lock(clients);
+    let mut v: Vec<_> = map.iter().map(|(p, c)| (*p, c.summary(*p))).collect();
+    v.sort_by_key(|c| c.0);
+    v.into_iter().map(|c| c.1).collect()
 }
 
 /// A running one-way server.
 pub struct OneWayServer {
     local: SocketAddr,
-    shared: Arc<Shared>,
-    handle: Task<()>,
+    clients: Arc<Clients>,
+    bg: Background<ServerMessage, OneWaySummary>,
 }
 
 impl OneWayServer {
-    /// Binds and starts measuring. `threshold` None = the original's rule.
-    pub fn start(bind: Option<&str>, port: u16, threshold: Option<Duration>) -> Result<Self> {
-        if threshold.is_some_and(|t| t.is_zero()) {
-            return Err(Error::invalid("threshold must be greater than zero"));
-        }
-        let sock = bind_udp(bind, port)?;
+    /// Binds and starts measuring.
+    pub fn start(cfg: OneWayServerConfig) -> Result<Self> {
+        let fixed = cfg
+            .threshold_ms
+            .map(|t| units::millis("the threshold", t))
+            .transpose()?
+            .map(|t| t.as_nanos() as u64);
+        let end = deadline(cfg.duration_s)?;
+        let sock = bind_udp(cfg.bind.as_deref(), cfg.port)?;
         let local = sock
             .local_addr()
-            .map_err(|e| Error::io("reading the bound address", e))?;
-        let shared = Arc::new(Shared {
-            stop: StopFlag::new(),
-            messages: Mailbox::default(),
-            clients: Mutex::new(HashMap::new()),
-        });
-        let handle = {
-            let shared = shared.clone();
-            let fixed = threshold.map(|t| t.as_nanos() as u64);
-            Task::spawn("oneway", move || {
-                serve(&sock, &shared, fixed);
-                Ok(())
-            })?
-        };
-        Ok(Self {
-            local,
-            shared,
-            handle,
-        })
+            .map_err(|e| Error::network("reading the bound address", e))?;
+        let clients: Arc<Clients> = Arc::default();
+        let c = clients.clone();
+        let bg = Background::spawn("oneway", move |ctx| {
+            serve(&sock, ctx, &c, fixed, end);
+            Ok(OneWaySummary {
+                clients: summaries(&c),
+            })
+        })?;
+        Ok(Self { local, clients, bg })
     }
 
     /// The bound address.
@@ -139,43 +191,28 @@ impl OneWayServer {
         self.local
     }
 
-    /// The next message, waiting up to `timeout`.
-    pub fn next_message(&self, timeout: Duration) -> Option<ServerMessage> {
-        self.shared.messages.pop_wait(timeout, || false)
-    }
-
     /// Every client's figures so far.
     pub fn clients(&self) -> Vec<ClientSummary> {
-        let map = self
-            .shared
-            .clients
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let mut v: Vec<_> = map.iter().map(|(p, c)| c.summary(*p)).collect();
-        v.sort_by_key(|c| c.peer);
-        v
+        summaries(&self.clients)
     }
 
-    /// Stops and returns every client's figures.
-    pub fn stop(&self) -> Vec<ClientSummary> {
-        self.shared.stop.stop();
-        // Already joined by an earlier stop: nothing left to wait for.
-        let _ = self.handle.join();
-        self.clients()
+    /// The messages, the stop and the final figures.
+    pub fn background(&self) -> &Background<ServerMessage, OneWaySummary> {
+        &self.bg
     }
 }
 
-impl Drop for OneWayServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn serve(sock: &UdpSocket, shared: &Shared, fixed: Option<u64>) {
+fn serve(
+    sock: &UdpSocket,
+    ctx: &Ctx<ServerMessage>,
+    clients: &Clients,
+    fixed: Option<u64>,
+    end: Option<Instant>,
+) {
     let start_ns = mono_ns();
     let mut buf = vec![0u8; 65_536];
     let _ = sock.set_nonblocking(true);
-    while !shared.stop.is_set() {
+    while !ctx.stop.is_set() && end.is_none_or(|e| Instant::now() < e) {
         if !wait_readable(sock, Duration::from_millis(100)) {
             continue;
         }
@@ -185,12 +222,14 @@ fn serve(sock: &UdpSocket, shared: &Shared, fixed: Option<u64>) {
             let probe = Probe::decode(&buf[..n]);
             let mut out = Vec::new();
             {
-                let mut map = shared.clients.lock().unwrap_or_else(|e| e.into_inner());
+                let mut map = lock(clients);
                 if !map.contains_key(&peer) {
                     if map.len() >= MAX_CLIENTS {
                         evict_idle(&mut map);
                     }
-                    out.push(ServerMessage::NewClient(peer));
+                    out.push(ServerMessage::NewClient(NewClient {
+                        peer: peer.to_string(),
+                    }));
                 }
                 let c = map.entry(peer).or_insert_with(|| Client {
                     packets: 0,
@@ -215,12 +254,12 @@ fn serve(sock: &UdpSocket, shared: &Shared, fixed: Option<u64>) {
                     Arrival::Baseline {
                         gap_ns,
                         threshold_ns,
-                    } => out.push(ServerMessage::Baseline {
-                        peer,
-                        gap_ns,
-                        threshold_ns,
+                    } => out.push(ServerMessage::Baseline(Baseline {
+                        peer: Some(peer.to_string()),
+                        gap_ms: ms(gap_ns),
+                        threshold_ms: ms(threshold_ns),
                         unix_s: unix_at(now),
-                    }),
+                    })),
                     Arrival::Spike { gap_ns, since_ns } => {
                         // Sequence numbers skipped over the gap, when the
                         // client sends our probes.
@@ -229,24 +268,23 @@ fn serve(sock: &UdpSocket, shared: &Shared, fixed: Option<u64>) {
                             _ => 0,
                         };
                         let baseline = c.gaps.baseline_ns().unwrap_or(0);
-                        let ev = DowntimeEvent {
-                            index: c.events.len() as u64,
-                            start_unix_s: unix_at(since_ns),
-                            start_offset_s: since_ns.saturating_sub(start_ns) as f64 / 1e9,
+                        let ev = DowntimeEvent::new(
+                            c.events.len() as u64,
+                            Some(peer.to_string()),
+                            since_ns,
+                            start_ns,
                             gap_ns,
-                            blackout_ns: gap_ns.saturating_sub(baseline),
-                            resolution_ns: baseline,
-                            probes_missed: missed,
-                            peer: Some(peer),
-                        };
+                            baseline,
+                            missed,
+                        );
                         c.events.push(ev.clone());
                         out.push(ServerMessage::Event(ev));
                     }
                     _ => {}
                 }
             }
-            if !out.is_empty() {
-                shared.messages.extend(out);
+            for m in out {
+                ctx.send(m);
             }
         }
     }
@@ -266,7 +304,12 @@ mod tests {
 
     #[test]
     fn measures_each_client_on_its_own() {
-        let srv = OneWayServer::start(Some("127.0.0.1"), 0, None).unwrap();
+        let srv = OneWayServer::start(OneWayServerConfig {
+            bind: Some("127.0.0.1".into()),
+            port: 0,
+            ..Default::default()
+        })
+        .unwrap();
         let a = UdpSocket::bind("127.0.0.1:0").unwrap();
         let b = UdpSocket::bind("127.0.0.1:0").unwrap();
         for seq in 0..30u64 {
@@ -278,15 +321,15 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         std::thread::sleep(Duration::from_millis(50));
-        let clients = srv.stop();
+        let clients = srv.background().stop().unwrap().clients;
         assert_eq!(clients.len(), 2);
         let ca = clients
             .iter()
-            .find(|c| c.peer == a.local_addr().unwrap())
+            .find(|c| c.peer == a.local_addr().unwrap().to_string())
             .unwrap();
         let cb = clients
             .iter()
-            .find(|c| c.peer == b.local_addr().unwrap())
+            .find(|c| c.peer == b.local_addr().unwrap().to_string())
             .unwrap();
         assert_eq!((ca.packets, ca.probes, ca.lost), (20, 20, 10));
         assert_eq!(ca.events.len(), 1);

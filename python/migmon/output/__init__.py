@@ -1,0 +1,75 @@
+"""What every command's output shares: JSON Lines (one object per line,
+each with a ``"type"``, built from the results' ``to_dict()`` so the keys
+are the API's names) and the end-of-run summary (plain lines, which parsers
+and logs read; a table of the figures on a terminal). The tools' own lines,
+JSON and parsers live beside each other in :mod:`migmon.output.dirty`,
+:mod:`migmon.output.vm` and :mod:`migmon.output.downtime`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, Protocol, TextIO
+
+__all__ = ["emit", "emit_json", "print_summary", "summary_rows"]
+
+
+class _Result(Protocol):
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+def emit_json(obj: dict[str, Any], out: TextIO | None = None) -> None:
+    """Writes one JSON line and flushes it, so a reader sees it at once."""
+    stream = out if out is not None else sys.stdout
+    stream.write(json.dumps(obj, separators=(",", ":")) + "\n")
+    stream.flush()
+
+
+def emit(result: _Result, out: TextIO | None = None, **extra: Any) -> None:
+    """A result (its ``to_dict()``, with ``extra`` keys) as one JSON line."""
+    head = {"type": extra.pop("type")} if "type" in extra else {}
+    emit_json(head | result.to_dict() | extra, out)
+
+
+def summary_rows(summary: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    """The figures of a JSON summary as (name, value) rows; nested objects
+    (percentiles) flatten to ``latency.p99_ns``; lists are left out (the
+    events have their own table)."""
+    rows: list[tuple[str, str]] = []
+    for k, v in summary.items():
+        # The buckets have their own table (the original's histogram).
+        if k in ("type", "buckets_us") or isinstance(v, list):
+            continue
+        name = f"{prefix}{k}"
+        if isinstance(v, dict):
+            rows += summary_rows(v, prefix=f"{name}.")
+        elif isinstance(v, float):
+            rows.append((name, f"{v:,.3f}"))
+        elif isinstance(v, int) and not isinstance(v, bool):
+            rows.append((name, f"{v:,}"))
+        else:
+            rows.append((name, "-" if v is None else str(v)))
+    return rows
+
+
+def print_summary(title: str, summary: dict[str, Any], plain: list[str], out: TextIO) -> None:
+    """On a terminal, a table of every figure of the JSON summary; otherwise
+    the plain lines (which parsers and logs read)."""
+    if not out.isatty():
+        for line in plain:
+            out.write(line + "\n")
+        out.flush()
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_header=True, header_style="bold")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for name, value in summary_rows(summary):
+        table.add_row(name, value)
+    console = Console(file=out)
+    console.print(table)
+    for line in plain:
+        if line.startswith("  ") or line.startswith("Downtime events"):
+            console.print(line, highlight=False, markup=False)

@@ -1,0 +1,130 @@
+"""The downtime tools' output: the original's lines (``listening on UDP
+port ...``, the baseline lines, the live ``[now_ms] max_delay: X (ms),
+cur: Y (ms)``), its spike log (``epoch_seconds,delay_ms`` after a marker
+line), our event lines and summaries, and the spike log's parser."""
+
+from __future__ import annotations
+
+import datetime
+import re
+
+from migmon import ClientSummary, DowntimeEvent, EchoStats, ProbeSummary
+from migmon.output.vm import rtt_us
+
+__all__ = [
+    "SPIKE_LOG_MARKER",
+    "SPIKE_MARKERS",
+    "SPIKE_RE",
+    "client_summary_lines",
+    "echo_summary_line",
+    "event_line",
+    "events_table",
+    "probe_summary_lines",
+    "status_line",
+    "wall_time",
+]
+
+#: What the original writes as the delay of its spike log's first line (-1
+#: as an unsigned 64-bit number); its plotting script only reads the time.
+SPIKE_LOG_MARKER = 18446744073709551615
+#: A spike log line.
+SPIKE_RE = re.compile(r"^(\d+),(-?\d+)$")
+#: The delays that mark a spike log's start (ours and the original's).
+SPIKE_MARKERS = {str(SPIKE_LOG_MARKER), "-1"}
+
+
+def _ms(v: float) -> str:
+    return f"{v:.3f}"
+
+
+def wall_time(unix_s: float) -> str:
+    """Local wall-clock time with milliseconds."""
+    t = datetime.datetime.fromtimestamp(unix_s)
+    return t.strftime("%Y-%m-%d %H:%M:%S.") + f"{t.microsecond // 1000:03d}"
+
+
+def status_line(now_ms: int, max_gap_ms: float, cur_gap_ms: float, extra: str = "") -> str:
+    """The original's live line ``[now_ms] max_delay: X (ms), cur: Y (ms)``."""
+    return f"[{now_ms}] max_delay: {int(max_gap_ms)} (ms), cur: {int(cur_gap_ms)} (ms){extra}"
+
+
+def event_line(e: DowntimeEvent) -> str:
+    """One downtime event, on its own line."""
+    who = f" from {e.peer}" if e.peer else ""
+    return (
+        f"downtime{who}: at {wall_time(e.start_unix_s)}, gap {_ms(e.gap_ms)} (ms), "
+        f"blackout ~{_ms(e.blackout_ms)} (ms) +/-{_ms(e.resolution_ms)}, "
+        f"probes missed {e.probes_missed}"
+    )
+
+
+def events_table(events: list[DowntimeEvent]) -> list[str]:
+    """The events as a plain table."""
+    if not events:
+        return []
+    lines = [f"  {'#':>3}  {'start':23}  {'gap (ms)':>10}  {'blackout (ms)':>13}  {'missed':>6}"]
+    for e in events:
+        lines.append(
+            f"  {e.index:>3}  {wall_time(e.start_unix_s):23}  {_ms(e.gap_ms):>10}  "
+            f"{_ms(e.blackout_ms):>13}  {e.probes_missed:>6}"
+        )
+    return lines
+
+
+def probe_summary_lines(s: ProbeSummary) -> list[str]:
+    """The end-of-run summary of a probing client."""
+    lines = []
+    if s.one_way:
+        lines.append(
+            f"Summary: sent {s.sent} in {s.duration_s:.3f} s (one way), send errors {s.send_errors}"
+        )
+    else:
+        pct = 100.0 * s.lost / s.sent if s.sent else 0.0
+        lines.append(
+            f"Summary: sent {s.sent}, received {s.received}, lost {s.lost} ({pct:.2f}%), "
+            f"duplicates {s.duplicates}, reordered {s.reordered}, refused {s.refused}, "
+            f"in {s.duration_s:.3f} s"
+        )
+        if s.rtt is not None and s.rtt.count:
+            lines.append(f"RTT (us): {rtt_us(s.rtt)}")
+    j = s.send_jitter
+    lines.append(
+        f"Send jitter (us): p50={j.p50_ns / 1000:.1f} p99={j.p99_ns / 1000:.1f} "
+        f"max={j.max_ns / 1000:.1f}"
+    )
+    if not s.one_way:
+        thr = "-" if s.threshold_ms is None else _ms(s.threshold_ms)
+        lines.append(
+            f"Downtime events: {len(s.events)} (threshold {thr} (ms), "
+            f"resolution +/-{_ms(s.interval_ms)} (ms))"
+        )
+        lines.extend(events_table(s.events))
+        lines.append(
+            f"Total downtime: {_ms(s.total_downtime_ms)} (ms), "
+            f"worst: {_ms(s.worst_downtime_ms)} (ms)"
+        )
+        if s.threshold_ms is not None and s.open_gap_ms >= s.threshold_ms:
+            lines.append(f"Outage still open at the end: no reply for {_ms(s.open_gap_ms)} (ms)")
+    return lines
+
+
+def client_summary_lines(c: ClientSummary) -> list[str]:
+    """A one-way server's summary of one client."""
+    lines = [
+        f"Client {c.peer}: packets {c.packets}, probes {c.probes}, lost {c.lost}, "
+        f"reordered {c.reordered}, max_delay {_ms(c.max_gap_ms)} (ms), events {len(c.events)}"
+    ]
+    lines.extend(events_table(c.events))
+    if c.events:
+        total = sum(e.blackout_ms for e in c.events)
+        worst = max(e.blackout_ms for e in c.events)
+        lines.append(f"  Total downtime: {_ms(total)} (ms), worst: {_ms(worst)} (ms)")
+    return lines
+
+
+def echo_summary_line(st: EchoStats) -> str:
+    """An echo server's summary."""
+    return (
+        f"Summary: echoed {st.packets} packets ({st.bytes} bytes, {st.probes} mig_mon probes) "
+        f"to {st.clients} clients, send errors {st.send_errors}"
+    )

@@ -1,0 +1,90 @@
+"""``vm``'s output: the original's lines (``Speed: N (MB/s)`` on the
+source, ``Latency: average X (us), max: Y (us)`` on the destination) with
+our figures after a comma, the session and run summaries, and the parsers
+of those lines (for plots), tested as a pair."""
+
+from __future__ import annotations
+
+import re
+
+from migmon import Percentiles, VmDstSample, VmSessionSummary, VmSrcSample, VmSrcSummary
+
+__all__ = [
+    "LATENCY_RE",
+    "SPEED_RE",
+    "host_of",
+    "latency_line",
+    "session_lines",
+    "speed_line",
+    "src_summary_lines",
+]
+
+#: The source's per-interval line.
+SPEED_RE = re.compile(r"^Speed:\s*(\d+)\s*\(MB/s\)(?:,\s*channels:\s*([\d.\s]+)\s*\(MB/s\))?")
+#: The destination's per-interval line.
+LATENCY_RE = re.compile(
+    r"^Latency:\s*average\s*(\d+)\s*\(us\),\s*max:\s*(\d+)\s*\(us\)"
+    r"(?:,\s*p50:\s*([\d.]+)\s*p99:\s*([\d.]+)\s*\(us\))?"
+)
+
+
+def host_of(peer: str) -> str:
+    """``1.2.3.4:5`` or ``[::1]:5`` -> the address, as the original prints it."""
+    return peer.rsplit(":", 1)[0].strip("[]")
+
+
+def speed_line(s: VmSrcSample) -> str:
+    """The original's ``Speed: N (MB/s)`` with our figures after a comma."""
+    line = f"Speed: {int(s.rate_mb_s)} (MB/s)"
+    if s.channel_mb_s:
+        line += ", channels: " + " ".join(f"{c:.0f}" for c in s.channel_mb_s) + " (MB/s)"
+    if s.requests:
+        line += f", requests: {s.requests}"
+    return line
+
+
+def latency_line(s: VmDstSample, with_session: bool) -> str:
+    """The original's ``Latency: average X (us), max: Y (us)`` and more."""
+    p = s.latency
+    line = (
+        f"Latency: average {int(p.mean_ns // 1000)} (us), max: {p.max_ns // 1000} (us), "
+        f"p50: {p.p50_ns / 1000:.1f} p99: {p.p99_ns / 1000:.1f} (us), requests: {p.count}"
+    )
+    if with_session:
+        line += f", session: {s.session}"
+    return line
+
+
+def rtt_us(p: Percentiles) -> str:
+    """Latency percentiles in us, on one line."""
+
+    def us(v: float) -> str:
+        return f"{v / 1000:.1f}"
+
+    return (
+        f"min={us(p.min_ns)} avg={us(p.mean_ns)} p50={us(p.p50_ns)} p90={us(p.p90_ns)} "
+        f"p99={us(p.p99_ns)} p99.9={us(p.p99_9_ns)} max={us(p.max_ns)}"
+    )
+
+
+def src_summary_lines(s: VmSrcSummary) -> list[str]:
+    """A source's summary."""
+    return [
+        f"Summary: sent {s.bytes / (1 << 20):.0f} MB in {s.duration_s:.3f} s, "
+        f"average {s.rate_mb_s:.0f} (MB/s), peak {s.peak_mb_s:.0f} (MB/s), "
+        f"requests answered {s.requests}, channels {s.channels}, "
+        f"preempt {'yes' if s.preempt else 'no'}, end: {s.end_reason}"
+    ]
+
+
+def session_lines(s: VmSessionSummary) -> list[str]:
+    """A destination session's summary."""
+    p = s.latency
+    lines = [
+        f"Session {s.session} from {s.peer}: received {s.bytes / (1 << 20):.0f} MB in "
+        f"{s.duration_s:.3f} s, channels {s.channels}, preempt {'yes' if s.preempt else 'no'}, "
+        f"end: {s.reason}"
+    ]
+    if p.count:
+        lines.append(f"  Page requests: {p.count}, latency (us): {rtt_us(p)}")
+    return lines

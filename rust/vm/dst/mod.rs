@@ -1,0 +1,502 @@
+//! The emulated destination (`vm -d`): accepts any number of sources, one
+//! thread per connection, and for each session receives the precopy stream
+//! and, once the source asks for postcopy, requests random pages and times
+//! each until the page arrives (on any of the session's connections).
+//!
+//! [`handshake`] tells what a new connection is, [`session`] runs one
+//! source's session; this module accepts, keeps the registry of sessions
+//! and reports. A connection that sends garbage, a bad magic or a page past
+//! the guest's size ends its session with one message; the destination
+//! keeps serving everyone else.
+
+pub mod handshake;
+pub mod session;
+
+use std::collections::{HashMap, VecDeque};
+use std::io::Write;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use self::handshake::{read_opening, Opening};
+use self::session::{reason, Session};
+use crate::error::{Error, Result};
+use crate::pace::{make_bulk_thread, StopFlag};
+use crate::run::{lock, Background, Ctx};
+use crate::sock::{canonical, listen_tcp, wait_readable};
+use crate::stats::Percentiles;
+use crate::units::{self, de};
+use crate::vm::frame::FrameReader;
+use crate::vm::src::vm_pages;
+use crate::vm::wire::*;
+
+const READ_BUF: usize = 1024 * 1024;
+/// Finished sessions a destination keeps for its final result.
+pub const KEPT_SESSIONS: usize = 1024;
+
+/// The emulated destination's configuration. Times in seconds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[cfg_attr(
+    feature = "python",
+    pyo3::pyclass(module = "migmon._core", frozen, get_all, skip_from_py_object)
+)]
+pub struct VmDestinationConfig {
+    /// Address to listen on; None = every address, IPv6 and IPv4.
+    pub bind: Option<String>,
+    /// TCP port; 0 = any free port.
+    #[serde(deserialize_with = "de::int")]
+    pub port: u16,
+    /// Guest size in GB, for sources of the original protocol (an extended
+    /// source says its own).
+    #[serde(deserialize_with = "de::int")]
+    pub vm_size_gb: u64,
+    /// Seconds between each session's samples.
+    #[serde(deserialize_with = "de::float")]
+    pub interval_s: f64,
+    /// Stop after this many seconds; None = until stopped.
+    #[serde(deserialize_with = "de::opt_float")]
+    pub duration_s: Option<f64>,
+}
+
+impl Default for VmDestinationConfig {
+    fn default() -> Self {
+        Self {
+            bind: None,
+            port: crate::DEFAULT_PORT,
+            vm_size_gb: 1024,
+            interval_s: 1.0,
+            duration_s: None,
+        }
+    }
+}
+
+impl VmDestinationConfig {
+    /// Rejects values a destination cannot honour.
+    pub fn validate(&self) -> Result<()> {
+        vm_pages(self.vm_size_gb)?;
+        units::seconds("the interval", self.interval_s)?;
+        if let Some(d) = self.duration_s {
+            units::seconds("the duration", d)?;
+        }
+        Ok(())
+    }
+}
+
+/// A source connected (its main connection).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "type", rename = "connected")]
+#[cfg_attr(
+    feature = "python",
+    pyo3::pyclass(module = "migmon._core", frozen, get_all, skip_from_py_object)
+)]
+pub struct VmConnected {
+    /// Session number on this destination.
+    pub session: u64,
+    /// The source, "ip:port".
+    pub peer: String,
+    /// True when it speaks our extension (multifd, preempt).
+    pub extended: bool,
+}
+
+/// The source turned postcopy on.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "type", rename = "postcopy")]
+#[cfg_attr(
+    feature = "python",
+    pyo3::pyclass(module = "migmon._core", frozen, get_all, skip_from_py_object)
+)]
+pub struct VmPostcopy {
+    /// Session number.
+    pub session: u64,
+}
+
+/// One interval of one session, as the destination saw it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "type", rename = "sample")]
+#[cfg_attr(
+    feature = "python",
+    pyo3::pyclass(module = "migmon._core", frozen, get_all, skip_from_py_object)
+)]
+pub struct VmDstSample {
+    /// Session number.
+    pub session: u64,
+    /// Seconds since the session started, at the end of the interval.
+    pub elapsed_s: f64,
+    /// Length of the interval, ms.
+    pub duration_ms: u64,
+    /// Bytes received over all the session's connections.
+    pub bytes: u64,
+    /// Receive rate, MB/s.
+    pub rate_mb_s: f64,
+    /// Page-request latencies in the interval (count 0 without postcopy).
+    pub latency: Percentiles,
+}
+
+/// A session's figures at its end; also the message that says it ended.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "type", rename = "session")]
+#[cfg_attr(
+    feature = "python",
+    pyo3::pyclass(module = "migmon._core", frozen, get_all, skip_from_py_object)
+)]
+pub struct VmSessionSummary {
+    /// Session number.
+    pub session: u64,
+    /// The source, "ip:port".
+    pub peer: String,
+    /// Seconds from connect to end.
+    pub duration_s: f64,
+    /// Bytes received over all connections.
+    pub bytes: u64,
+    /// Multifd connections that joined.
+    pub channels: u64,
+    /// Whether a preempt connection joined.
+    pub preempt: bool,
+    /// Page-request latencies over the session.
+    pub latency: Percentiles,
+    /// Why it ended ("connection closed" is a normal end).
+    pub reason: String,
+}
+
+/// A connection was refused before it became part of a session.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "type", rename = "rejected")]
+#[cfg_attr(
+    feature = "python",
+    pyo3::pyclass(module = "migmon._core", frozen, get_all, skip_from_py_object)
+)]
+pub struct VmRejected {
+    /// Who, "ip:port".
+    pub peer: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// What the destination tells as it happens.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DstMessage {
+    /// A source connected.
+    Connected(VmConnected),
+    /// A source turned postcopy on.
+    Postcopy(VmPostcopy),
+    /// One interval of a session.
+    Sample(VmDstSample),
+    /// A session ended.
+    Ended(VmSessionSummary),
+    /// A connection was refused.
+    Rejected(VmRejected),
+}
+
+/// The sessions of a destination.
+#[derive(Default)]
+struct Registry {
+    next_session: AtomicU64,
+    sessions: Mutex<HashMap<u64, Arc<Session>>>,
+    /// Extended sessions by the id their source chose.
+    by_token: Mutex<HashMap<u64, Arc<Session>>>,
+    /// The last [`KEPT_SESSIONS`] finished sessions.
+    finished: Mutex<VecDeque<VmSessionSummary>>,
+}
+
+struct Shared {
+    stop: StopFlag,
+    vm_pages: u64,
+    reg: Registry,
+    /// A clone of every open connection, to close them all on stop; each
+    /// connection's thread removes its own when it ends.
+    open_conns: Mutex<HashMap<u64, TcpStream>>,
+    next_conn: AtomicU64,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// A running destination.
+pub struct VmDestination {
+    local: SocketAddr,
+    shared: Arc<Shared>,
+    bg: Background<DstMessage, Vec<VmSessionSummary>>,
+}
+
+impl VmDestination {
+    /// Listens and starts serving sources.
+    pub fn start(cfg: VmDestinationConfig) -> Result<Self> {
+        cfg.validate()?;
+        let listener = listen_tcp(cfg.bind.as_deref(), cfg.port)?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| Error::network("reading the bound address", e))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| Error::network("making the listener non-blocking", e))?;
+        let shared = Arc::new(Shared {
+            stop: StopFlag::new(),
+            vm_pages: vm_pages(cfg.vm_size_gb)?,
+            reg: Registry::default(),
+            open_conns: Mutex::new(HashMap::new()),
+            next_conn: AtomicU64::new(0),
+            workers: Mutex::new(Vec::new()),
+        });
+        let interval = units::seconds("the interval", cfg.interval_s)?;
+        let end = cfg
+            .duration_s
+            .map(|d| units::seconds("the duration", d))
+            .transpose()?
+            .map(|d| Instant::now() + d);
+        let sh = shared.clone();
+        let bg = Background::spawn("vm-dst", move |ctx| {
+            accept_loop(&listener, &sh, ctx, interval, end);
+            Ok(close_all(&sh))
+        })?;
+        let sh = shared.clone();
+        let bg = bg.on_stop(move || sh.stop.stop());
+        Ok(Self { local, shared, bg })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Sessions running now.
+    pub fn active(&self) -> usize {
+        lock(&self.shared.reg.sessions).len()
+    }
+
+    /// The messages, the stop and the final list of sessions.
+    pub fn background(&self) -> &Background<DstMessage, Vec<VmSessionSummary>> {
+        &self.bg
+    }
+}
+
+/// Closes every connection, joins every thread; every kept session's
+/// summary, the last ones ended by the stop.
+fn close_all(shared: &Shared) -> Vec<VmSessionSummary> {
+    for (_, c) in lock(&shared.open_conns).drain() {
+        let _ = c.shutdown(Shutdown::Both);
+    }
+    let sessions: Vec<_> = lock(&shared.reg.sessions).values().cloned().collect();
+    for s in sessions {
+        s.end();
+    }
+    let workers = std::mem::take(&mut *lock(&shared.workers));
+    for w in workers {
+        let _ = w.join();
+    }
+    lock(&shared.reg.finished).iter().cloned().collect()
+}
+
+fn accept_loop(
+    listener: &TcpListener,
+    shared: &Arc<Shared>,
+    ctx: &Arc<Ctx<DstMessage>>,
+    interval: Duration,
+    end: Option<Instant>,
+) {
+    let mut next_tick = Instant::now() + interval;
+    while !shared.stop.is_set() && !ctx.stop.is_set() {
+        if end.is_some_and(|e| Instant::now() >= e) {
+            break;
+        }
+        let wait = next_tick
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_millis(100));
+        if wait_readable(listener, wait) {
+            while let Ok((stream, peer)) = listener.accept() {
+                spawn_connection(stream, canonical(peer), shared, ctx);
+            }
+        }
+        if Instant::now() >= next_tick {
+            next_tick += interval;
+            let sessions: Vec<_> = lock(&shared.reg.sessions).values().cloned().collect();
+            for s in sessions {
+                ctx.send(DstMessage::Sample(s.sample()));
+            }
+        }
+    }
+    shared.stop.stop();
+}
+
+fn spawn_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: &Arc<Shared>,
+    ctx: &Arc<Ctx<DstMessage>>,
+) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_nodelay(true);
+    let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
+    if let Ok(c) = stream.try_clone() {
+        lock(&shared.open_conns).insert(id, c);
+    }
+    let (sh, cx) = (shared.clone(), ctx.clone());
+    let spawned = std::thread::Builder::new()
+        .name("vm-dst-conn".into())
+        .spawn(move || {
+            serve_connection(stream, peer, &sh, &cx);
+            lock(&sh.open_conns).remove(&id);
+        });
+    match spawned {
+        Ok(h) => {
+            let mut w = lock(&shared.workers);
+            w.retain(|h| !h.is_finished());
+            w.push(h);
+        }
+        Err(e) => {
+            lock(&shared.open_conns).remove(&id);
+            ctx.send(DstMessage::Rejected(VmRejected {
+                peer: peer.to_string(),
+                reason: format!("cannot start a thread: {e}"),
+            }));
+        }
+    }
+}
+
+fn writer(stream: &TcpStream) -> Option<session::RequestWriter> {
+    stream
+        .try_clone()
+        .ok()
+        .map(|s| Box::new(s) as session::RequestWriter)
+}
+
+fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Shared, ctx: &Ctx<DstMessage>) {
+    let Ok(read_half) = stream.try_clone() else {
+        return;
+    };
+    let mut r = FrameReader::new(read_half, READ_BUF);
+    let reject = |reason: String| {
+        let _ = stream.shutdown(Shutdown::Both);
+        ctx.send(DstMessage::Rejected(VmRejected {
+            peer: peer.to_string(),
+            reason,
+        }));
+    };
+    match read_opening(&mut r) {
+        Opening::Gone => {}
+        Opening::Reject(why) => reject(why),
+        Opening::Original => {
+            let s = new_session(shared, peer, shared.vm_pages, 0, &stream, None);
+            connected(ctx, &s, false);
+            run_main(&s, &mut r, shared, ctx);
+        }
+        Opening::Hello(hello) => {
+            if lock(&shared.reg.by_token).contains_key(&hello.session) {
+                return reject("session id already in use".into());
+            }
+            let s = new_session(
+                shared,
+                peer,
+                hello.vm_pages,
+                hello.flags,
+                &stream,
+                Some(hello.session),
+            );
+            if (&stream)
+                .write_all(&header(MAGIC_HELLO_ACK, HELLO_ARG))
+                .is_err()
+            {
+                return finish(shared, ctx, &s, "connection lost during HELLO".into());
+            }
+            connected(ctx, &s, true);
+            run_main(&s, &mut r, shared, ctx);
+        }
+        Opening::Channel { session, kind, .. } => {
+            let found = lock(&shared.reg.by_token).get(&session).cloned();
+            let Some(s) = found else {
+                return reject(format!("channel for unknown session {session:#x}"));
+            };
+            s.add_conn(&stream);
+            if s.is_ended() {
+                let _ = stream.shutdown(Shutdown::Both);
+                return;
+            }
+            let result = if kind == CHANNEL_MULTIFD {
+                s.add_channel();
+                make_bulk_thread();
+                s.run_multifd(&mut r)
+            } else {
+                s.set_preempt(writer(&stream));
+                s.run_pages(&mut r, None)
+            };
+            if let Err(e) = result {
+                if !shared.stop.is_set() && !s.is_ended() {
+                    finish(
+                        shared,
+                        ctx,
+                        &s,
+                        format!("channel from {peer}: {}", reason(&e)),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn connected(ctx: &Ctx<DstMessage>, s: &Session, extended: bool) {
+    ctx.send(DstMessage::Connected(VmConnected {
+        session: s.id,
+        peer: s.peer.clone(),
+        extended,
+    }));
+}
+
+fn new_session(
+    shared: &Shared,
+    peer: SocketAddr,
+    vm_pages: u64,
+    flags: u32,
+    stream: &TcpStream,
+    token: Option<u64>,
+) -> Arc<Session> {
+    let id = shared.reg.next_session.fetch_add(1, Ordering::Relaxed);
+    let s = Arc::new(Session::new(
+        id,
+        peer.to_string(),
+        vm_pages,
+        flags,
+        writer(stream),
+    ));
+    s.add_conn(stream);
+    lock(&shared.reg.sessions).insert(id, s.clone());
+    if let Some(t) = token {
+        lock(&shared.reg.by_token).insert(t, s.clone());
+    }
+    s
+}
+
+/// Ends a session once, whichever of its connections notices first.
+fn finish(shared: &Shared, ctx: &Ctx<DstMessage>, s: &Arc<Session>, why: String) {
+    if !s.take_finish() {
+        return;
+    }
+    lock(&shared.reg.sessions).remove(&s.id);
+    lock(&shared.reg.by_token).retain(|_, v| v.id != s.id);
+    let summary = s.summary(why);
+    {
+        let mut fin = lock(&shared.reg.finished);
+        if fin.len() == KEPT_SESSIONS {
+            fin.pop_front();
+        }
+        fin.push_back(summary.clone());
+    }
+    ctx.send(DstMessage::Ended(summary));
+}
+
+/// The main connection: pages, and the handshake that starts postcopy.
+fn run_main<R: std::io::Read>(
+    s: &Arc<Session>,
+    r: &mut FrameReader<R>,
+    shared: &Shared,
+    ctx: &Ctx<DstMessage>,
+) {
+    let announce = || ctx.send(DstMessage::Postcopy(VmPostcopy { session: s.id }));
+    let why = match s.run_pages(r, Some(&announce)) {
+        Err(_) if shared.stop.is_set() => "stopped".into(),
+        Err(e) => reason(&e),
+        Ok(()) => "connection closed".into(),
+    };
+    finish(shared, ctx, s, why);
+}

@@ -1,0 +1,458 @@
+//! One source's session at the destination: the connections that belong to
+//! it, the bytes they brought, and the page requests of postcopy. The
+//! thread that receives a requested page sends the next request itself, so
+//! a round trip costs no hop between threads. The readers here work on any
+//! `Read` and the requests go to any `Write`, so the protocol is tested on
+//! bytes in memory.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use super::{VmDstSample, VmSessionSummary};
+use crate::pace::mono_ns;
+use crate::rng::WyRand;
+use crate::run::lock;
+use crate::stats::LatencyHistogram;
+use crate::units::MB;
+use crate::vm::frame::FrameReader;
+use crate::vm::wire::*;
+
+const NO_REQUEST: u64 = u64::MAX;
+
+/// Where page requests go.
+pub type RequestWriter = Box<dyn Write + Send>;
+
+/// The postcopy page requests of one session.
+struct Requester {
+    active: AtomicBool,
+    current: AtomicU64,
+    sent_ns: AtomicU64,
+    writer: Mutex<Option<RequestWriter>>,
+    rng: Mutex<WyRand>,
+    interval: Mutex<LatencyHistogram>,
+    total: Mutex<LatencyHistogram>,
+}
+
+impl Requester {
+    /// Asks for the next random page.
+    fn issue(&self, vm_pages: u64) -> io::Result<()> {
+        let page = lock(&self.rng).below(vm_pages);
+        let mut w = lock(&self.writer);
+        let Some(w) = w.as_mut() else { return Ok(()) };
+        self.current.store(page, Ordering::Release);
+        self.sent_ns.store(mono_ns(), Ordering::Release);
+        w.write_all(&header(MAGIC_REQ_PAGE, page))
+    }
+
+    /// A page arrived; if it is the one asked for, time it and ask again.
+    #[inline]
+    fn on_page(&self, page: u64, vm_pages: u64) -> io::Result<()> {
+        if self.current.load(Ordering::Acquire) != page
+            || self
+                .current
+                .compare_exchange(page, NO_REQUEST, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+        {
+            return Ok(());
+        }
+        let lat = mono_ns().saturating_sub(self.sent_ns.load(Ordering::Acquire));
+        lock(&self.interval).record(lat);
+        self.issue(vm_pages)
+    }
+}
+
+/// One source's session.
+pub struct Session {
+    /// Number on this destination.
+    pub id: u64,
+    /// The source, "ip:port".
+    pub peer: String,
+    /// Guest size in pages.
+    pub vm_pages: u64,
+    /// HELLO flags (0 for the original protocol).
+    pub flags: u32,
+    start: Instant,
+    bytes: AtomicU64,
+    channels: AtomicU64,
+    preempt: AtomicBool,
+    ended: AtomicBool,
+    finished: AtomicBool,
+    conns: Mutex<Vec<TcpStream>>,
+    req: Requester,
+    last_sample: Mutex<(Instant, u64)>,
+}
+
+fn proto(msg: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg.into())
+}
+
+/// A connection's end in words (EOF is a normal end).
+pub fn reason(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::UnexpectedEof => "connection closed".into(),
+        io::ErrorKind::ConnectionReset => "connection reset".into(),
+        _ => e.to_string(),
+    }
+}
+
+impl Session {
+    /// A new session whose page requests go to `writer`.
+    pub fn new(
+        id: u64,
+        peer: String,
+        vm_pages: u64,
+        flags: u32,
+        writer: Option<RequestWriter>,
+    ) -> Self {
+        let now = Instant::now();
+        Self {
+            id,
+            peer,
+            vm_pages,
+            flags,
+            start: now,
+            bytes: AtomicU64::new(0),
+            channels: AtomicU64::new(0),
+            preempt: AtomicBool::new(false),
+            ended: AtomicBool::new(false),
+            finished: AtomicBool::new(false),
+            conns: Mutex::new(Vec::new()),
+            req: Requester {
+                active: AtomicBool::new(false),
+                current: AtomicU64::new(NO_REQUEST),
+                sent_ns: AtomicU64::new(0),
+                writer: Mutex::new(writer),
+                rng: Mutex::new(WyRand::new(
+                    mono_ns() ^ id.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+                )),
+                interval: Mutex::new(LatencyHistogram::new()),
+                total: Mutex::new(LatencyHistogram::new()),
+            },
+            last_sample: Mutex::new((now, 0)),
+        }
+    }
+
+    /// Adds a connection to close when the session ends.
+    pub fn add_conn(&self, c: &TcpStream) {
+        if let Ok(c) = c.try_clone() {
+            lock(&self.conns).push(c);
+        }
+    }
+
+    /// True once the session was ended (by a connection or a stop).
+    pub fn is_ended(&self) -> bool {
+        self.ended.load(Ordering::Acquire)
+    }
+
+    /// Closes every connection of the session (once).
+    pub fn end(&self) {
+        if !self.ended.swap(true, Ordering::AcqRel) {
+            for c in lock(&self.conns).iter() {
+                let _ = c.shutdown(Shutdown::Both);
+            }
+        }
+    }
+
+    /// True for the first caller only: that one reports the session's end.
+    pub fn take_finish(&self) -> bool {
+        if self.finished.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        self.end();
+        *lock(&self.req.writer) = None;
+        true
+    }
+
+    /// A multifd connection joined.
+    pub fn add_channel(&self) {
+        self.channels.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The preempt connection joined; unless the source keeps requests on
+    /// the main connection, they go out on `writer` from now on.
+    pub fn set_preempt(&self, writer: Option<RequestWriter>) {
+        self.preempt.store(true, Ordering::Relaxed);
+        if self.flags & FLAG_REQUESTS_ON_MAIN == 0 {
+            if let Some(w) = writer {
+                *lock(&self.req.writer) = Some(w);
+            }
+        }
+    }
+
+    /// The interval since the last sample.
+    pub fn sample(&self) -> VmDstSample {
+        let now = Instant::now();
+        let bytes = self.bytes.load(Ordering::Relaxed);
+        let mut last = lock(&self.last_sample);
+        let dt = now - last.0;
+        let delta = bytes - last.1;
+        *last = (now, bytes);
+        let mut h = lock(&self.req.interval);
+        let latency = h.percentiles();
+        lock(&self.req.total).add(&h);
+        h.reset();
+        VmDstSample {
+            session: self.id,
+            elapsed_s: (now - self.start).as_secs_f64(),
+            duration_ms: dt.as_millis() as u64,
+            bytes: delta,
+            rate_mb_s: delta as f64 / MB as f64 / dt.as_secs_f64().max(1e-9),
+            latency,
+        }
+    }
+
+    /// The whole session's figures.
+    pub fn summary(&self, reason: String) -> VmSessionSummary {
+        let mut total = lock(&self.req.total).clone();
+        total.add(&lock(&self.req.interval));
+        VmSessionSummary {
+            session: self.id,
+            peer: self.peer.clone(),
+            duration_s: self.start.elapsed().as_secs_f64(),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            channels: self.channels.load(Ordering::Relaxed),
+            preempt: self.preempt.load(Ordering::Relaxed),
+            latency: total.percentiles(),
+            reason,
+        }
+    }
+
+    /// SEND_PAGE messages (and, on the main connection, HANDSHAKE, which
+    /// calls `on_handshake` once) until the stream ends or breaks.
+    pub fn run_pages<R: Read>(
+        &self,
+        r: &mut FrameReader<R>,
+        on_handshake: Option<&dyn Fn()>,
+    ) -> io::Result<()> {
+        // Count locally, publish every few dozen pages: one shared atomic
+        // add per page costs more than the parsing.
+        let mut unpublished = 0u64;
+        let result = (|| loop {
+            if unpublished >= 32 * (HEADER_LEN + PAGE_SIZE) as u64 {
+                self.bytes
+                    .fetch_add(std::mem::take(&mut unpublished), Ordering::Relaxed);
+            }
+            let (magic, arg) = parse_header(r.peek(HEADER_LEN)?);
+            r.consume(HEADER_LEN);
+            match magic {
+                MAGIC_SEND_PAGE => {
+                    if arg >= self.vm_pages {
+                        return Err(proto(format!("page index overflow: {arg:#x}")));
+                    }
+                    r.skip(PAGE_SIZE)?;
+                    unpublished += (HEADER_LEN + PAGE_SIZE) as u64;
+                    self.req.on_page(arg, self.vm_pages)?;
+                }
+                MAGIC_HANDSHAKE if on_handshake.is_some() => {
+                    self.bytes.fetch_add(HEADER_LEN as u64, Ordering::Relaxed);
+                    if !self.req.active.swap(true, Ordering::AcqRel) {
+                        if let Some(f) = on_handshake {
+                            f();
+                        }
+                        self.req.issue(self.vm_pages)?;
+                    }
+                }
+                other => return Err(proto(format!("magic error: {other:#x}"))),
+            }
+        })();
+        self.bytes.fetch_add(unpublished, Ordering::Relaxed);
+        result
+    }
+
+    /// MULTIFD packets until the stream ends or breaks.
+    pub fn run_multifd<R: Read>(&self, r: &mut FrameReader<R>) -> io::Result<()> {
+        let mut pages = [0u64; MULTIFD_PAGES];
+        loop {
+            let (magic, n) = parse_header(r.peek(HEADER_LEN)?);
+            r.consume(HEADER_LEN);
+            if magic != MAGIC_MULTIFD {
+                return Err(proto(format!(
+                    "magic error on a multifd channel: {magic:#x}"
+                )));
+            }
+            if n == 0 || n as usize > MULTIFD_PAGES {
+                return Err(proto(format!("bad multifd page count {n}")));
+            }
+            let n = n as usize;
+            let idx = r.peek(n * 8)?;
+            for (i, p) in pages.iter_mut().take(n).enumerate() {
+                *p = u64::from_le_bytes(idx[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+            }
+            r.consume(n * 8);
+            if let Some(p) = pages[..n].iter().find(|p| **p >= self.vm_pages) {
+                return Err(proto(format!("page index overflow: {p:#x}")));
+            }
+            r.skip(n * PAGE_SIZE)?;
+            self.bytes
+                .fetch_add((HEADER_LEN + n * (8 + PAGE_SIZE)) as u64, Ordering::Relaxed);
+            for &p in &pages[..n] {
+                self.req.on_page(p, self.vm_pages)?;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+    use std::sync::Arc;
+
+    /// A writer whose bytes the test can read back.
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Sink {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            lock(&self.0).extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn page(i: u64) -> Vec<u8> {
+        let mut b = header(MAGIC_SEND_PAGE, i).to_vec();
+        b.extend_from_slice(&[0u8; PAGE_SIZE]);
+        b
+    }
+
+    fn reader(b: Vec<u8>) -> FrameReader<Cursor<Vec<u8>>> {
+        FrameReader::new(Cursor::new(b), 1 << 20)
+    }
+
+    fn requested(sink: &Sink) -> Vec<u64> {
+        lock(&sink.0)
+            .chunks(HEADER_LEN)
+            .map(|c| {
+                let (m, p) = parse_header(c);
+                assert_eq!(m, MAGIC_REQ_PAGE);
+                p
+            })
+            .collect()
+    }
+
+    #[test]
+    fn pages_count_and_eof_ends_the_stream() {
+        let s = Session::new(0, "x".into(), 16, 0, None);
+        let mut b = page(1);
+        b.extend(page(2));
+        let e = s.run_pages(&mut reader(b), None).unwrap_err();
+        assert_eq!(reason(&e), "connection closed");
+        assert_eq!(
+            s.summary("x".into()).bytes,
+            2 * (HEADER_LEN + PAGE_SIZE) as u64
+        );
+    }
+
+    #[test]
+    fn handshake_starts_requests_and_the_answer_is_timed() {
+        let sink = Sink::default();
+        let s = Session::new(0, "x".into(), 1 << 20, 0, Some(Box::new(sink.clone())));
+        let calls = AtomicU64::new(0);
+        let announce = || {
+            calls.fetch_add(1, Ordering::Relaxed);
+        };
+        // The handshake (twice: announced once), then no answer yet.
+        let mut b = header(MAGIC_HANDSHAKE, 0).to_vec();
+        b.extend(header(MAGIC_HANDSHAKE, 0));
+        let _ = s.run_pages(&mut reader(b), Some(&announce));
+        assert_eq!(calls.load(Ordering::Relaxed), 1);
+        let asked = requested(&sink);
+        assert_eq!(asked.len(), 1);
+        // The source answers with the requested page: timed, next asked.
+        let _ = s.run_pages(&mut reader(page(asked[0])), Some(&announce));
+        assert_eq!(requested(&sink).len(), 2);
+        assert_eq!(s.sample().latency.count, 1);
+        // A page that was not asked for is not an answer.
+        let other = (asked[0] + 1) % (1 << 20);
+        let _ = s.run_pages(&mut reader(page(other)), None);
+        assert_eq!(s.summary("x".into()).latency.count, 1);
+    }
+
+    #[test]
+    fn bad_frames_end_the_session_with_a_reason() {
+        let s = Session::new(0, "x".into(), 16, 0, None);
+        let e = s.run_pages(&mut reader(page(16)), None).unwrap_err();
+        assert_eq!(reason(&e), "page index overflow: 0x10");
+        let e = s
+            .run_pages(&mut reader(header(0xbad, 0).to_vec()), None)
+            .unwrap_err();
+        assert_eq!(reason(&e), "magic error: 0xbad");
+        // A handshake on a connection that is not main is a bad magic.
+        let e = s
+            .run_pages(&mut reader(header(MAGIC_HANDSHAKE, 0).to_vec()), None)
+            .unwrap_err();
+        assert_eq!(reason(&e), "magic error: 0x125");
+    }
+
+    #[test]
+    fn multifd_packets() {
+        let s = Session::new(0, "x".into(), 1000, 0, None);
+        let mut b = header(MAGIC_MULTIFD, 2).to_vec();
+        b.extend(7u64.to_le_bytes());
+        b.extend(8u64.to_le_bytes());
+        b.extend(vec![0u8; 2 * PAGE_SIZE]);
+        let e = s.run_multifd(&mut reader(b.clone())).unwrap_err();
+        assert_eq!(reason(&e), "connection closed");
+        assert_eq!(
+            s.summary(String::new()).bytes,
+            (HEADER_LEN + 2 * (8 + PAGE_SIZE)) as u64
+        );
+        let mut over = header(MAGIC_MULTIFD, 1).to_vec();
+        over.extend(1000u64.to_le_bytes());
+        over.extend(vec![0u8; PAGE_SIZE]);
+        assert_eq!(
+            reason(&s.run_multifd(&mut reader(over)).unwrap_err()),
+            "page index overflow: 0x3e8"
+        );
+        let zero = header(MAGIC_MULTIFD, 0).to_vec();
+        assert_eq!(
+            reason(&s.run_multifd(&mut reader(zero)).unwrap_err()),
+            "bad multifd page count 0"
+        );
+        let big = header(MAGIC_MULTIFD, 129).to_vec();
+        assert_eq!(
+            reason(&s.run_multifd(&mut reader(big)).unwrap_err()),
+            "bad multifd page count 129"
+        );
+    }
+
+    #[test]
+    fn preempt_moves_requests_unless_kept_on_main() {
+        let main = Sink::default();
+        let pre = Sink::default();
+        let s = Session::new(
+            0,
+            "x".into(),
+            1 << 20,
+            FLAG_PREEMPT,
+            Some(Box::new(main.clone())),
+        );
+        s.set_preempt(Some(Box::new(pre.clone())));
+        let _ = s.run_pages(
+            &mut reader(header(MAGIC_HANDSHAKE, 0).to_vec()),
+            Some(&|| {}),
+        );
+        assert_eq!(requested(&main).len(), 0);
+        assert_eq!(requested(&pre).len(), 1);
+        let main = Sink::default();
+        let s = Session::new(
+            1,
+            "x".into(),
+            1 << 20,
+            FLAG_PREEMPT | FLAG_REQUESTS_ON_MAIN,
+            Some(Box::new(main.clone())),
+        );
+        s.set_preempt(Some(Box::new(Sink::default())));
+        let _ = s.run_pages(
+            &mut reader(header(MAGIC_HANDSHAKE, 0).to_vec()),
+            Some(&|| {}),
+        );
+        assert_eq!(requested(&main).len(), 1);
+    }
+}

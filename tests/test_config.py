@@ -1,0 +1,70 @@
+"""Configurations are built and checked in Rust, once: strict types, ranges
+and names, every failure a ConfigError (also a ValueError) naming the
+argument; runs share one shape (idempotent stop, iteration, context)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import migmon
+from migmon import ConfigError, DirtyConfig, ProbeConfig, VmSourceConfig
+
+
+@pytest.mark.parametrize(
+    ("kw", "needle"),
+    [
+        ({"size_mb": True}, "size_mb: expected"),
+        ({"size_mb": -1}, "size_mb: must not be negative"),
+        ({"size_mb": 2**64}, "size_mb:"),
+        ({"threads": 1.5}, "threads: expected a whole number"),
+        ({"threads": 0}, "threads must be between"),
+        ({"threads": 10_000}, "threads must be between"),
+        ({"interval_s": float("inf")}, "interval"),
+        ({"interval_s": 0.001}, "interval must be at least"),
+        ({"duration_s": -1}, "duration"),
+        ({"verify": "no"}, "verify:"),
+        ({"seed": -1}, "seed: must not be negative"),
+        ({"pattern": "zigzag"}, "unknown pattern"),
+        ({"sise_mb": 5}, "unknown field"),
+    ],
+)
+def test_dirty_config_refuses_bad_values(kw: dict[str, object], needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        DirtyConfig(**kw)
+
+
+def test_config_errors_are_value_errors_and_never_leak_flags() -> None:
+    with pytest.raises(ValueError) as ei:
+        VmSourceConfig(host="x", preempt=True)
+    assert "--" not in str(ei.value)
+    with pytest.raises(ConfigError, match="host is required"):
+        VmSourceConfig()
+    with pytest.raises(ConfigError, match="return path"):
+        VmSourceConfig(host="x", return_path="sideways")
+
+
+@given(st.one_of(st.floats(allow_nan=True), st.integers(), st.booleans(), st.text(max_size=5)))
+def test_probe_interval_is_a_number_in_range_or_a_config_error(v: object) -> None:
+    try:
+        c = ProbeConfig(server="127.0.0.1", interval_ms=v)
+    except ConfigError:
+        return
+    assert 0.01 <= c.interval_ms <= 366 * 86400 * 1000
+
+
+def test_runs_share_one_shape() -> None:
+    with migmon.EchoServer(bind="127.0.0.1", port=0) as srv:
+        with migmon.Prober(server="127.0.0.1", port=srv.port, interval_ms=2, count=20) as p:
+            items = list(p)
+            assert p.done
+            r = p.stop()
+            assert r is p.stop()
+            assert p.wait() is r
+        assert any(isinstance(m, migmon.Baseline) for m in items)
+        assert r.received == 20 and r.to_dict()["received"] == 20
+        first = srv.next(1.0)
+        assert isinstance(first, migmon.NewClient)
+        assert srv.stop() is srv.stop()
+    assert srv.done
