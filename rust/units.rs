@@ -22,6 +22,11 @@ pub fn seconds(what: &str, s: f64) -> Result<Duration> {
     Ok(Duration::from_secs_f64(s))
 }
 
+/// A run's optional length in seconds, checked as [`seconds`] is.
+pub fn run_length(duration_s: Option<f64>) -> Result<Option<Duration>> {
+    duration_s.map(|d| seconds("the duration", d)).transpose()
+}
+
 /// `ms` milliseconds as a Duration, checked as [`seconds`] is.
 pub fn millis(what: &str, ms: f64) -> Result<Duration> {
     if !(ms.is_finite() && ms > 0.0 && ms <= MAX_SECONDS * 1000.0) {

@@ -119,10 +119,19 @@ __all__ = [
 ]
 
 
-def _to_end(run: Any, on_item: Callable[[Any], None] | None) -> Any:
-    """Feeds every item to ``on_item`` until the run ends; its result. A
-    KeyboardInterrupt stops the run (threads joined) and propagates."""
-    with run:
+def _to_end(
+    run_class: Callable[..., Any],
+    on_item: Callable[[Any], None] | None,
+    ends: tuple[str, ...],
+    config: dict[str, Any],
+) -> Any:
+    """Runs ``run_class(**config)`` to its end, feeding every item to
+    ``on_item``, and returns its result. The run must end by itself (one of
+    ``ends`` given); a KeyboardInterrupt stops it and propagates."""
+    if all(config.get(k) is None for k in ends):
+        name = run_class.__name__
+        raise ConfigError(f"give {' or '.join(ends)} (or use {name} to run open-ended)")
+    with run_class(**config) as run:
         for item in run:
             if on_item is not None:
                 on_item(item)
@@ -139,10 +148,8 @@ def mm_dirty(
     """Runs a dirty workload to its end (give ``duration_s``) and returns
     its summary; ``on_sample`` sees every interval. Keyword arguments are
     :class:`DirtyConfig`'s."""
-    if config.get("duration_s") is None:
-        raise ConfigError("mm_dirty() needs duration_s (use DirtyWorkload to run open-ended)")
-    run = DirtyWorkload(size_mb=size_mb, rate_mb_s=rate_mb_s, **config)
-    summary: DirtySummary = _to_end(run, on_sample)
+    config |= {"size_mb": size_mb, "rate_mb_s": rate_mb_s}
+    summary: DirtySummary = _to_end(DirtyWorkload, on_sample, ("duration_s",), config)
     return summary
 
 
@@ -156,10 +163,8 @@ def probe(
     """Probes ``server`` until ``count`` probes were sent or ``duration_s``
     passed and returns the summary; ``on_event`` sees every message.
     Keyword arguments are :class:`ProbeConfig`'s."""
-    if config.get("count") is None and config.get("duration_s") is None:
-        raise ConfigError("probe() needs count or duration_s (use Prober to run open-ended)")
-    run = Prober(server=server, interval_ms=interval_ms, **config)
-    summary: ProbeSummary = _to_end(run, on_event)
+    config |= {"server": server, "interval_ms": interval_ms}
+    summary: ProbeSummary = _to_end(Prober, on_event, ("count", "duration_s"), config)
     return summary
 
 
@@ -171,8 +176,6 @@ def vm_source(
 ) -> VmSrcSummary:
     """Runs an emulated source for ``duration_s`` and returns its summary;
     keyword arguments are :class:`VmSourceConfig`'s."""
-    if config.get("duration_s") is None:
-        raise ConfigError("vm_source() needs duration_s (use VmSource to run open-ended)")
-    run = VmSource(host=host, **config)
-    summary: VmSrcSummary = _to_end(run, on_sample)
+    config |= {"host": host}
+    summary: VmSrcSummary = _to_end(VmSource, on_sample, ("duration_s",), config)
     return summary

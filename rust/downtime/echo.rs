@@ -48,16 +48,8 @@ impl Default for EchoServerConfig {
 impl EchoServerConfig {
     /// Rejects values a server cannot honour.
     pub fn validate(&self) -> Result<()> {
-        deadline(self.duration_s).map(|_| ())
+        units::run_length(self.duration_s).map(|_| ())
     }
-}
-
-/// The deadline of a server run of `duration_s`, checked.
-pub(crate) fn deadline(duration_s: Option<f64>) -> Result<Option<Instant>> {
-    Ok(duration_s
-        .map(|d| units::seconds("the duration", d))
-        .transpose()?
-        .map(|d| Instant::now() + d))
 }
 
 /// A sender the server heard for the first time.
@@ -126,8 +118,7 @@ pub struct EchoServer {
 impl EchoServer {
     /// Binds and starts serving.
     pub fn start(cfg: EchoServerConfig) -> Result<Self> {
-        cfg.validate()?;
-        let end = deadline(cfg.duration_s)?;
+        let end = units::run_length(cfg.duration_s)?.map(|d| Instant::now() + d);
         let sock = bind_udp(cfg.bind.as_deref(), cfg.port)?;
         let local = sock
             .local_addr()

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::downtime::echo::{deadline, NewClient};
+use crate::downtime::echo::NewClient;
 use crate::downtime::gap::{ms, Arrival, Baseline, DowntimeEvent, GapDetector};
 use crate::downtime::wire::Probe;
 use crate::error::{Error, Result};
@@ -50,7 +50,7 @@ impl OneWayServerConfig {
         if let Some(t) = self.threshold_ms {
             units::millis("the threshold", t)?;
         }
-        deadline(self.duration_s).map(|_| ())
+        units::run_length(self.duration_s).map(|_| ())
     }
 }
 
@@ -170,7 +170,7 @@ impl OneWayServer {
             .map(|t| units::millis("the threshold", t))
             .transpose()?
             .map(|t| t.as_nanos() as u64);
-        let end = deadline(cfg.duration_s)?;
+        let end = units::run_length(cfg.duration_s)?.map(|d| Instant::now() + d);
         let sock = bind_udp(cfg.bind.as_deref(), cfg.port)?;
         let local = sock
             .local_addr()

@@ -112,10 +112,7 @@ impl ProbeConfig {
             .threshold_ms
             .map(|t| units::millis("the threshold", t))
             .transpose()?;
-        let duration = self
-            .duration_s
-            .map(|d| units::seconds("the duration", d))
-            .transpose()?;
+        let duration = units::run_length(self.duration_s)?;
         Ok((interval, threshold, duration))
     }
 }

@@ -176,9 +176,7 @@ impl DirtyConfig {
 
     /// The run's length, if it has one.
     pub fn duration(&self) -> Result<Option<Duration>> {
-        self.duration_s
-            .map(|d| units::seconds("the duration", d))
-            .transpose()
+        units::run_length(self.duration_s)
     }
 }
 
@@ -308,11 +306,12 @@ impl DirtyRun {
             phase: AtomicU8::new(Phase::Prefaulting as u8),
             prefaulted: AtomicU64::new(0),
         });
+        let times = (cfg.interval()?, cfg.duration()?);
         let bg = {
             let cfg = cfg.clone();
             let progress = progress.clone();
             Background::spawn("mm_dirty", move |ctx| {
-                let r = run(&cfg, ctx, &progress, &region);
+                let r = run(&cfg, times, ctx, &progress, &region);
                 progress.phase.store(Phase::Done as u8, Ordering::Release);
                 r
             })?
@@ -365,8 +364,12 @@ fn split(total: u64, parts: u64, i: u64) -> (u64, u64) {
     (first, each + u64::from(i < extra))
 }
 
+/// The sample interval and the run's length.
+type Times = (Duration, Option<Duration>);
+
 fn run(
     cfg: &DirtyConfig,
+    (interval, duration): Times,
     ctx: &Ctx<DirtySample>,
     progress: &Progress,
     region: &Region,
@@ -398,6 +401,7 @@ fn run(
             .map_or(0x5eed, |d| d.as_nanos() as u64)
     });
     let start = Instant::now();
+    let mut ticker = Ticker::new(start, interval, duration);
     let mut samples = Vec::new();
     let mut total_hist = LatencyHistogram::new();
     let results: Vec<Result<u64>> = std::thread::scope(|s| {
@@ -427,7 +431,7 @@ fn run(
                 })
             })
             .collect();
-        sample_loop(cfg, ctx, &stats, start, &mut samples, &mut total_hist);
+        sample_loop(cfg, ctx, &stats, &mut ticker, &mut samples, &mut total_hist);
         progress.set_phase(Phase::Stopping, ctx);
         handles
             .into_iter()
@@ -478,12 +482,11 @@ fn sample_loop(
     cfg: &DirtyConfig,
     ctx: &Ctx<DirtySample>,
     stats: &[WorkerStats],
-    start: Instant,
+    ticker: &mut Ticker,
     samples: &mut Vec<DirtySample>,
     total_hist: &mut LatencyHistogram,
 ) {
-    let interval = cfg.interval().unwrap_or(Duration::from_secs(1));
-    let mut ticker = Ticker::new(start, interval, cfg.duration().ok().flatten());
+    let start = ticker.start();
     let mut last_steps = 0u64;
     let mut last_sleep = 0u64;
     let mut hist = LatencyHistogram::new();

@@ -62,97 +62,76 @@ pub(super) fn replaced<T: Serialize + DeserializeOwned>(
     from_kwargs(py, Some(d))
 }
 
-macro_rules! data_class {
-    ($($t:ident),*) => {$(
-        #[pymethods]
-        impl $t {
-            /// Every field, under the same keys as the JSON output.
-            #[allow(clippy::wrong_self_convention)]
-            fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-                to_dict(py, self)
-            }
+/// Gives each data class `to_dict` and `__repr__`, each configuration its
+/// constructor and `replace` too, and registers them all: one list.
+macro_rules! classes {
+    (configs: [$($c:ident),* $(,)?], data: [$($d:ident),* $(,)?]) => {
+        $(
+            #[pymethods]
+            impl $c {
+                #[new]
+                #[pyo3(signature = (**kwargs))]
+                fn py_new(py: Python<'_>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+                    let c: Self = from_kwargs(py, kwargs)?;
+                    c.validate()?;
+                    Ok(c)
+                }
 
-            fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-                repr(py, stringify!($t), self)
+                /// A copy with the given fields changed (validated again).
+                #[pyo3(signature = (**changes))]
+                fn replace(
+                    &self,
+                    py: Python<'_>,
+                    changes: Option<&Bound<'_, PyDict>>,
+                ) -> PyResult<Self> {
+                    let c: Self = replaced(py, self, changes)?;
+                    c.validate()?;
+                    Ok(c)
+                }
+
+                /// Every field, under the same keys as the JSON config line.
+                fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+                    to_dict(py, self)
+                }
+
+                fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+                    repr(py, stringify!($c), self)
+                }
             }
+        )*
+        $(
+            #[pymethods]
+            impl $d {
+                /// Every field, under the same keys as the JSON output.
+                #[allow(clippy::wrong_self_convention)]
+                fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+                    to_dict(py, self)
+                }
+
+                fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+                    repr(py, stringify!($d), self)
+                }
+            }
+        )*
+
+        pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+            $( m.add_class::<$c>()?; )*
+            $( m.add_class::<$d>()?; )*
+            Ok(())
         }
-    )*};
+    };
 }
 
-macro_rules! config_class {
-    ($($t:ident),*) => {$(
-        #[pymethods]
-        impl $t {
-            #[new]
-            #[pyo3(signature = (**kwargs))]
-            fn py_new(py: Python<'_>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
-                let c: Self = from_kwargs(py, kwargs)?;
-                c.validate()?;
-                Ok(c)
-            }
-
-            /// A copy with the given fields changed (validated again).
-            #[pyo3(signature = (**changes))]
-            fn replace(&self, py: Python<'_>, changes: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
-                let c: Self = replaced(py, self, changes)?;
-                c.validate()?;
-                Ok(c)
-            }
-
-            /// Every field, under the same keys as the JSON config line.
-            fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-                to_dict(py, self)
-            }
-
-            fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-                repr(py, stringify!($t), self)
-            }
-        }
-    )*};
-}
-
-config_class!(
-    DirtyConfig,
-    VmSourceConfig,
-    VmDestinationConfig,
-    EchoServerConfig,
-    OneWayServerConfig,
-    ProbeConfig
-);
-
-data_class!(
-    Percentiles,
-    DirtySample,
-    DirtySummary,
-    VmSrcSample,
-    VmSrcSummary,
-    VmConnected,
-    VmPostcopy,
-    VmDstSample,
-    VmSessionSummary,
-    VmRejected,
-    NewClient,
-    EchoStats,
-    Baseline,
-    DowntimeEvent,
-    NoReply,
-    ProbeStatus,
-    ProbeSummary,
-    ClientSummary,
-    OneWaySummary
-);
-
-pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    macro_rules! add {
-        ($($t:ident),*) => {$( m.add_class::<$t>()?; )*};
-    }
-    add!(
+classes!(
+    configs: [
         DirtyConfig,
         VmSourceConfig,
         VmDestinationConfig,
         EchoServerConfig,
         OneWayServerConfig,
         ProbeConfig,
+    ],
+    data: [
         Percentiles,
         DirtySample,
         DirtySummary,
@@ -171,7 +150,6 @@ pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         ProbeStatus,
         ProbeSummary,
         ClientSummary,
-        OneWaySummary
-    );
-    Ok(())
-}
+        OneWaySummary,
+    ]
+);

@@ -76,6 +76,27 @@ fn server_item(py: Python<'_>, m: ServerMessage) -> PyResult<Py<PyAny>> {
 }
 
 macro_rules! run_class {
+    // A run that listens also has `port` and `address`.
+    (
+        listening $py_ty:ident, $name:literal, $inner:ty, $cfg:ty, $item:ty, $conv:expr, $res:ty,
+        { $($extra:tt)* }
+    ) => {
+        run_class!($py_ty, $name, $inner, $cfg, $item, $conv, $res, {
+            /// The bound port.
+            #[getter]
+            fn port(&self) -> u16 {
+                self.inner.local_addr().port()
+            }
+
+            /// The bound address, "ip:port".
+            #[getter]
+            fn address(&self) -> String {
+                self.inner.local_addr().to_string()
+            }
+
+            $($extra)*
+        });
+    };
     (
         $py_ty:ident, $name:literal, $inner:ty, $cfg:ty, $item:ty, $conv:expr, $res:ty,
         { $($extra:tt)* }
@@ -282,7 +303,7 @@ run_class!(
 );
 
 run_class!(
-    PyVmDestination,
+    listening PyVmDestination,
     "VmDestination",
     VmDestination,
     VmDestinationConfig,
@@ -290,17 +311,6 @@ run_class!(
     dst_item,
     Vec<VmSessionSummary>,
     {
-        /// The bound port.
-        #[getter]
-        fn port(&self) -> u16 {
-            self.inner.local_addr().port()
-        }
-
-        /// The bound address, "ip:port".
-        #[getter]
-        fn address(&self) -> String {
-            self.inner.local_addr().to_string()
-        }
 
         /// Sessions running now.
         #[getter]
@@ -311,7 +321,7 @@ run_class!(
 );
 
 run_class!(
-    PyEchoServer,
+    listening PyEchoServer,
     "EchoServer",
     EchoServer,
     EchoServerConfig,
@@ -319,17 +329,6 @@ run_class!(
     any,
     EchoStats,
     {
-        /// The bound port.
-        #[getter]
-        fn port(&self) -> u16 {
-            self.inner.local_addr().port()
-        }
-
-        /// The bound address, "ip:port".
-        #[getter]
-        fn address(&self) -> String {
-            self.inner.local_addr().to_string()
-        }
 
         /// The counters so far.
         fn stats(&self) -> EchoStats {
@@ -339,7 +338,7 @@ run_class!(
 );
 
 run_class!(
-    PyOneWayServer,
+    listening PyOneWayServer,
     "OneWayServer",
     OneWayServer,
     OneWayServerConfig,
@@ -347,17 +346,6 @@ run_class!(
     server_item,
     OneWaySummary,
     {
-        /// The bound port.
-        #[getter]
-        fn port(&self) -> u16 {
-            self.inner.local_addr().port()
-        }
-
-        /// The bound address, "ip:port".
-        #[getter]
-        fn address(&self) -> String {
-            self.inner.local_addr().to_string()
-        }
 
         /// Every client's figures so far.
         fn clients(&self) -> Vec<ClientSummary> {

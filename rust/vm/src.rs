@@ -180,15 +180,9 @@ impl VmSourceConfig {
             }
             _ => {}
         }
-        self.duration()?;
+        units::run_length(self.duration_s)?;
         units::seconds("the interval", self.interval_s)?;
         Ok(())
-    }
-
-    fn duration(&self) -> Result<Option<Duration>> {
-        self.duration_s
-            .map(|d| units::seconds("the duration", d))
-            .transpose()
     }
 
     fn max_bandwidth(&self) -> Option<u64> {
@@ -394,7 +388,7 @@ impl VmSource {
         let target = resolve(&cfg.host, cfg.port)?;
         let plan = Plan {
             vm_pages: vm_pages(cfg.vm_size_gb)?,
-            duration: cfg.duration()?,
+            duration: units::run_length(cfg.duration_s)?,
             interval: units::seconds("the interval", cfg.interval_s)?,
             max_bandwidth: cfg.max_bandwidth(),
             cfg,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
-import time
 from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any, TextIO, TypeVar
@@ -74,18 +73,16 @@ def drive(
     on_item: Callable[[Any], None],
     on_idle: Callable[[], None] | None = None,
     *,
-    deadline: float | None = None,
     before: Callable[[], None] | None = None,
 ) -> Any:
     """The one run loop of every command: items to ``on_item`` as they come,
-    ``on_idle`` between polls (live lines), until the run ends, the
-    monotonic ``deadline`` passes, or a signal; then the items left, and the
-    run's result (``stop()``, which may raise, e.g. a corruption).
+    ``on_idle`` between polls (live lines), until the run ends or a signal;
+    then the items left, and the run's result (``stop()``, which may raise, e.g. a corruption).
     ``before`` runs first, already under the same signal handling."""
     with signals_interrupt(), contextlib.suppress(KeyboardInterrupt):
         if before is not None:
             before()
-        while deadline is None or time.monotonic() < deadline:
+        while True:
             item = run.next(0.1)
             if item is not None:
                 on_item(item)
@@ -95,9 +92,8 @@ def drive(
                 on_idle()
     ignore_signals()
     run.request_stop()
-    while not run.done:
-        time.sleep(0.01)
-    for item in run.drain():
+    # Iterating a stopping run yields what is left and ends with the run.
+    for item in run:
         on_item(item)
     return run.stop()
 

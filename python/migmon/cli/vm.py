@@ -9,7 +9,6 @@ figures after a comma; ``--channels``, ``--preempt`` and
 from __future__ import annotations
 
 import sys
-import time
 from typing import Annotated, Any
 
 import typer
@@ -205,8 +204,7 @@ def _run_dst(cfg: VmDestinationConfig, json_out: bool, out: Any) -> int:
             if json_out:
                 emit(m)
 
-        deadline = None if cfg.duration_s is None else time.monotonic() + cfg.duration_s
-        for s in drive(d, on_message, deadline=deadline):
+        for s in drive(d, on_message):
             if s.session not in reported:
                 ended(s)
     return 0

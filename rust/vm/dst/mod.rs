@@ -80,9 +80,7 @@ impl VmDestinationConfig {
     pub fn validate(&self) -> Result<()> {
         vm_pages(self.vm_size_gb)?;
         units::seconds("the interval", self.interval_s)?;
-        if let Some(d) = self.duration_s {
-            units::seconds("the duration", d)?;
-        }
+        units::run_length(self.duration_s)?;
         Ok(())
     }
 }
@@ -241,11 +239,7 @@ impl VmDestination {
             workers: Mutex::new(Vec::new()),
         });
         let interval = units::seconds("the interval", cfg.interval_s)?;
-        let end = cfg
-            .duration_s
-            .map(|d| units::seconds("the duration", d))
-            .transpose()?
-            .map(|d| Instant::now() + d);
+        let end = units::run_length(cfg.duration_s)?.map(|d| Instant::now() + d);
         let sh = shared.clone();
         let bg = Background::spawn("vm-dst", move |ctx| {
             accept_loop(&listener, &sh, ctx, interval, end);
