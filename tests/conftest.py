@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import socket
@@ -14,13 +15,20 @@ from typing import Any
 
 import pytest
 
+from migmon.cli import main
+
 MIG_MON = [sys.executable, "-m", "migmon"]
 
+
 # The exact regex the original's plotting script uses for mm_dirty lines.
-ORIGINAL_DIRTY_RE = (
-    r"dirty-rate:\s*([\d.]+)\s*\(MB/s\),\s*time \(ms\):\s*(\d+),\s*load:\s*([\d.]+)%"
-    r"(?:,\s*lat \(us\):\s*p50=(\d+)\s+p99=(\d+)\s+max=(\d+))?"
-)
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """Runs ``mig_mon ARGS`` in this process (no interpreter start-up): for
+    parsing and bad input, which end before any run starts. Same result
+    shape as :func:`run_cli`."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return subprocess.CompletedProcess(["mig_mon", *args], code, out.getvalue(), err.getvalue())
 
 
 def run_cli(*args: str, timeout: float = 60, **kw: Any) -> subprocess.CompletedProcess[str]:

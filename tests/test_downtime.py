@@ -20,6 +20,7 @@ import migmon
 from conftest import (
     MIG_MON,
     assert_one_line_error,
+    cli,
     free_port,
     ip,
     json_lines,
@@ -353,7 +354,7 @@ def test_probe_needs_an_end() -> None:
     ids=lambda a: " ".join(a),
 )
 def test_bad_input(args: list[str]) -> None:
-    p = run_cli(*args, timeout=30)
+    p = cli(*args)
     err = assert_one_line_error(p)
     assert p.returncode in (1, 2), err
 

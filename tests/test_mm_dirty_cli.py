@@ -11,13 +11,14 @@ from pathlib import Path
 import pytest
 
 from conftest import (
-    ORIGINAL_DIRTY_RE,
     assert_one_line_error,
+    cli,
     json_lines,
     popen_cli,
     run_cli,
     write_proc_mem,
 )
+from migmon.output.dirty import DIRTY_RE
 
 
 def test_top_level_help_and_version() -> None:
@@ -50,7 +51,7 @@ def test_text_output_matches_the_original_format() -> None:
     rate_lines = [x for x in lines if x.startswith("dirty-rate:")]
     assert len(rate_lines) == 2
     for line in rate_lines:
-        m = re.fullmatch(ORIGINAL_DIRTY_RE, line)
+        m = DIRTY_RE.fullmatch(line)
         assert m, line
         assert m.group(4) is not None  # the -L tail
         assert 900 <= int(m.group(2)) <= 1100
@@ -210,7 +211,7 @@ BAD_USAGE = [
 
 @pytest.mark.parametrize("args", BAD_USAGE, ids=lambda a: " ".join(a))
 def test_bad_usage(args: list[str]) -> None:
-    assert_one_line_error(run_cli("mm_dirty", *args), code=2)
+    assert_one_line_error(cli("mm_dirty", *args), code=2)
 
 
 def test_more_memory_than_the_machine_has() -> None:

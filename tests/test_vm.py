@@ -22,6 +22,7 @@ import migmon
 from conftest import (
     MIG_MON,
     assert_one_line_error,
+    cli,
     free_port,
     json_lines,
     popen_cli,
@@ -379,7 +380,7 @@ def test_precopy_bandwidth_on_a_shaped_link(shaped_link: float) -> None:
     ids=" ".join,
 )
 def test_bad_usage(args: list[str]) -> None:
-    assert_one_line_error(run_cli(*args), code=2)
+    assert_one_line_error(cli(*args), code=2)
 
 
 def test_unreachable_destination() -> None:

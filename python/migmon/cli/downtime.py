@@ -34,7 +34,7 @@ from migmon import (
 from migmon.cli._common import drive, make_config, quiet_broken_pipe, say
 from migmon.output import emit, emit_json, print_summary
 from migmon.output.downtime import (
-    SPIKE_LOG_MARKER,
+    SpikeLog,
     client_summary_lines,
     echo_summary_line,
     event_line,
@@ -74,30 +74,6 @@ ThresholdOpt = Annotated[
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
-
-
-class _SpikeLog:
-    """The original's spike log: ``epoch_seconds,delay_ms`` lines, the first
-    a marker; flushed at every line so nothing is lost on a signal."""
-
-    def __init__(self, path: str | None) -> None:
-        self.path = path
-        self._f = open(path, "w") if path else None  # noqa: SIM115
-
-    def marker(self) -> None:
-        self._write(f"{int(time.time())},{SPIKE_LOG_MARKER}")
-
-    def spike(self, gap_ms: float) -> None:
-        self._write(f"{int(time.time())},{int(gap_ms)}")
-
-    def _write(self, line: str) -> None:
-        if self._f is not None:
-            self._f.write(line + "\n")
-            self._f.flush()
-
-    def close(self) -> None:
-        if self._f is not None:
-            self._f.close()
 
 
 class _Live:
@@ -173,7 +149,7 @@ def client_command(
     )
     out = sys.stderr if json_out else sys.stdout
     with quiet_broken_pipe():
-        log = _SpikeLog(spike_log)
+        log = SpikeLog(spike_log)
         run = Prober(cfg)
         mode = "one way" if one_way else "round trip"
         if json_out:
@@ -203,7 +179,7 @@ def client_command(
 
 
 def _client_message(
-    m: Baseline | DowntimeEvent | NoReply, live: _Live, log: _SpikeLog, json_out: bool, host: str
+    m: Baseline | DowntimeEvent | NoReply, live: _Live, log: SpikeLog, json_out: bool, host: str
 ) -> None:
     if isinstance(m, Baseline):
         live.line(f"1st and 2nd packet latency: {int(m.gap_ms)} (ms)")
@@ -287,7 +263,7 @@ def server_command(
     )
     out = sys.stderr if json_out else sys.stdout
     with quiet_broken_pipe():
-        log = _SpikeLog(spike_log)
+        log = SpikeLog(spike_log)
         srv = OneWayServer(cfg)
         say(f"listening on UDP port {srv.port}...", out)
         say("allowing multiple clients.", out)

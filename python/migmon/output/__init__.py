@@ -1,7 +1,8 @@
 """What every command's output shares: JSON Lines (one object per line,
 each with a ``"type"``, built from the results' ``to_dict()`` so the keys
-are the API's names) and the end-of-run summary (plain lines, which parsers
-and logs read; a table of the figures on a terminal). The tools' own lines,
+are the API's names), the end-of-run summary (plain lines, which parsers
+and logs read; a table of the figures on a terminal), and the
+:class:`Series` that every tool's parser returns. The tools' own lines,
 JSON and parsers live beside each other in :mod:`migmon.output.dirty`,
 :mod:`migmon.output.vm` and :mod:`migmon.output.downtime`."""
 
@@ -9,9 +10,36 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TextIO
 
-__all__ = ["emit", "emit_json", "print_summary", "summary_rows"]
+__all__ = ["ParseError", "Series", "emit", "emit_json", "print_summary", "summary_rows"]
+
+
+class ParseError(ValueError):
+    """The input is not something mig_mon wrote (the message says why)."""
+
+
+@dataclass
+class Series:
+    """One input's data, as columns of equal length.
+
+    ``x`` is seconds from the start of the run. ``columns`` holds the
+    y values by name (units in the names: ``rate_mb_s``, ``p99_us``...);
+    ``events`` (downtime only) holds ``(x_s, gap_ms, blackout_ms)``.
+    """
+
+    kind: str
+    label: str
+    x: list[float] = field(default_factory=list)
+    columns: dict[str, list[float]] = field(default_factory=dict)
+    events: list[tuple[float, float, float]] = field(default_factory=list)
+
+    def add(self, x: float, **values: float) -> None:
+        """Appends one point."""
+        self.x.append(x)
+        for k, v in values.items():
+            self.columns.setdefault(k, []).append(v)
 
 
 class _Result(Protocol):

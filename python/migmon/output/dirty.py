@@ -6,8 +6,10 @@ our summary lines, and the parser that reads the per-interval lines back
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from migmon import DirtyConfig, DirtySample, DirtySummary, __version__
+from migmon.output import Series
 
 __all__ = [
     "BANNER_DIRTY",
@@ -15,6 +17,8 @@ __all__ = [
     "DIRTY_RE",
     "header_lines",
     "latency_buckets_lines",
+    "parse_json",
+    "parse_text",
     "sample_line",
     "summary_lines",
 ]
@@ -97,3 +101,41 @@ def summary_lines(s: DirtySummary) -> list[str]:
             f"p99.99={_us(p.p99_99_ns)} max={_us(p.max_ns)}"
         )
     return lines
+
+
+def parse_text(lines: list[str], label: str) -> Series:
+    """The ``dirty-rate:`` lines (ours or the original's) as a series; x is
+    the sum of the intervals' lengths."""
+    s = Series("dirty", label)
+    t = 0.0
+    for line in lines:
+        m = DIRTY_RE.search(line)
+        if not m:
+            continue
+        t += int(m.group(2)) / 1000
+        values = {"rate_mb_s": float(m.group(1)), "load_pct": float(m.group(3))}
+        if m.group(4) is not None:
+            values |= {
+                "p50_us": float(m.group(4)),
+                "p99_us": float(m.group(5)),
+                "max_us": float(m.group(6)),
+            }
+        s.add(t, **values)
+    return s
+
+
+def parse_json(objs: list[dict[str, Any]], label: str) -> Series:
+    """``mm_dirty --json`` samples as a series."""
+    s = Series("dirty", label)
+    for o in objs:
+        if o.get("type") == "sample":
+            values = {"rate_mb_s": o["rate_mb_s"], "load_pct": o["load_pct"]}
+            if o.get("latency"):
+                lat = o["latency"]
+                values |= {
+                    "p50_us": lat["p50_ns"] / 1000,
+                    "p99_us": lat["p99_ns"] / 1000,
+                    "max_us": lat["max_ns"] / 1000,
+                }
+            s.add(o["elapsed_s"], **values)
+    return s

@@ -7,18 +7,24 @@ from __future__ import annotations
 
 import datetime
 import re
+import time
+from typing import Any
 
 from migmon import ClientSummary, DowntimeEvent, EchoStats, ProbeSummary
+from migmon.output import Series
 from migmon.output.vm import rtt_us
 
 __all__ = [
     "SPIKE_LOG_MARKER",
     "SPIKE_MARKERS",
     "SPIKE_RE",
+    "SpikeLog",
     "client_summary_lines",
     "echo_summary_line",
     "event_line",
     "events_table",
+    "parse_json",
+    "parse_spike_log",
     "probe_summary_lines",
     "status_line",
     "wall_time",
@@ -31,6 +37,30 @@ SPIKE_LOG_MARKER = 18446744073709551615
 SPIKE_RE = re.compile(r"^(\d+),(-?\d+)$")
 #: The delays that mark a spike log's start (ours and the original's).
 SPIKE_MARKERS = {str(SPIKE_LOG_MARKER), "-1"}
+
+
+class SpikeLog:
+    """The original's spike log: ``epoch_seconds,delay_ms`` lines, the first
+    a marker; flushed at every line so nothing is lost on a signal."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self._f = open(path, "w") if path else None  # noqa: SIM115
+
+    def marker(self) -> None:
+        self._write(f"{int(time.time())},{SPIKE_LOG_MARKER}")
+
+    def spike(self, gap_ms: float) -> None:
+        self._write(f"{int(time.time())},{int(gap_ms)}")
+
+    def _write(self, line: str) -> None:
+        if self._f is not None:
+            self._f.write(line + "\n")
+            self._f.flush()
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.close()
 
 
 def _ms(v: float) -> str:
@@ -128,3 +158,38 @@ def echo_summary_line(st: EchoStats) -> str:
         f"Summary: echoed {st.packets} packets ({st.bytes} bytes, {st.probes} mig_mon probes) "
         f"to {st.clients} clients, send errors {st.send_errors}"
     )
+
+
+def parse_spike_log(lines: list[str], label: str) -> Series:
+    """A spike log (ours or the original's) as a series; x is seconds from
+    its first line."""
+    s = Series("downtime", label)
+    start: int | None = None
+    for line in lines:
+        m = SPIKE_RE.match(line)
+        assert m is not None
+        t, delay = int(m.group(1)), m.group(2)
+        if start is None:
+            start = t
+        if delay in SPIKE_MARKERS:
+            continue
+        x = float(t - start)
+        s.add(x, delay_ms=float(delay))
+        s.events.append((x, float(delay), float(delay)))
+    return s
+
+
+def parse_json(objs: list[dict[str, Any]], label: str) -> Series:
+    """The events of ``client --json`` or ``server --json`` as a series."""
+    s = Series("downtime", label)
+    events = [o for o in objs if o.get("type") == "event"]
+    if not events:  # a summary may still carry them (server's per client)
+        for o in objs:
+            if o.get("type") == "summary":
+                events += o.get("events", [])
+                for c in o.get("clients", []):
+                    events += c.get("events", [])
+    for ev in events:
+        s.add(ev["start_offset_s"], delay_ms=ev["gap_ms"])
+        s.events.append((ev["start_offset_s"], ev["gap_ms"], ev["blackout_ms"]))
+    return s

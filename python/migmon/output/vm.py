@@ -6,14 +6,20 @@ of those lines (for plots), tested as a pair."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from migmon import Percentiles, VmDstSample, VmSessionSummary, VmSrcSample, VmSrcSummary
+from migmon.output import Series
 
 __all__ = [
     "LATENCY_RE",
     "SPEED_RE",
     "host_of",
     "latency_line",
+    "parse_dst_json",
+    "parse_dst_text",
+    "parse_src_json",
+    "parse_src_text",
     "session_lines",
     "speed_line",
     "src_summary_lines",
@@ -88,3 +94,58 @@ def session_lines(s: VmSessionSummary) -> list[str]:
     if p.count:
         lines.append(f"  Page requests: {p.count}, latency (us): {rtt_us(p)}")
     return lines
+
+
+def parse_src_text(lines: list[str], label: str) -> Series:
+    """A source's ``Speed:`` lines as a series, one a second."""
+    s = Series("vm_src", label)
+    for i, line in enumerate(x for x in lines if SPEED_RE.match(x)):
+        m = SPEED_RE.match(line)
+        assert m is not None
+        values = {"rate_mb_s": float(m.group(1))}
+        if m.group(2):
+            for k, v in enumerate(m.group(2).split()):
+                values[f"channel{k}_mb_s"] = float(v)
+        s.add(float(i + 1), **values)
+    return s
+
+
+def parse_dst_text(lines: list[str], label: str) -> Series:
+    """A destination's ``Latency:`` lines as a series, one a second."""
+    s = Series("vm_dst", label)
+    for i, line in enumerate(x for x in lines if LATENCY_RE.match(x)):
+        m = LATENCY_RE.match(line)
+        assert m is not None
+        values = {"avg_us": float(m.group(1)), "max_us": float(m.group(2))}
+        if m.group(3) is not None:
+            values |= {"p50_us": float(m.group(3)), "p99_us": float(m.group(4))}
+        s.add(float(i + 1), **values)
+    return s
+
+
+def parse_src_json(objs: list[dict[str, Any]], label: str) -> Series:
+    """``vm -s --json`` samples as a series."""
+    s = Series("vm_src", label)
+    for o in objs:
+        if o.get("type") == "sample":
+            values = {"rate_mb_s": o["rate_mb_s"]}
+            for k, v in enumerate(o.get("channel_mb_s", [])):
+                values[f"channel{k}_mb_s"] = v
+            s.add(o["elapsed_s"], **values)
+    return s
+
+
+def parse_dst_json(objs: list[dict[str, Any]], label: str) -> Series:
+    """``vm -d --json`` samples with page requests as a series."""
+    s = Series("vm_dst", label)
+    for o in objs:
+        lat = o.get("latency") if o.get("type") == "sample" else None
+        if lat and lat.get("count"):
+            s.add(
+                o["elapsed_s"],
+                avg_us=lat["mean_ns"] / 1000,
+                max_us=lat["max_ns"] / 1000,
+                p50_us=lat["p50_ns"] / 1000,
+                p99_us=lat["p99_ns"] / 1000,
+            )
+    return s
