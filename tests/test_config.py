@@ -68,3 +68,15 @@ def test_runs_share_one_shape() -> None:
         assert isinstance(first, migmon.NewClient)
         assert srv.stop() is srv.stop()
     assert srv.done
+
+
+def test_a_vm_field_is_declared_once() -> None:
+    # connect_timeout_s was added in rust/vm/src.rs (the field), its use in
+    # the source, and cli/vm.py (the flag): the rest follows from the field.
+    c = VmSourceConfig(host="x", connect_timeout_s=2.5)
+    assert c.connect_timeout_s == 2.5
+    assert c.to_dict()["connect_timeout_s"] == 2.5
+    assert "connect_timeout_s=2.5" in repr(c)
+    assert VmSourceConfig(host="x").connect_timeout_s == 10.0
+    with pytest.raises(ConfigError, match="connect timeout"):
+        c.replace(connect_timeout_s=0)

@@ -376,6 +376,8 @@ def test_precopy_bandwidth_on_a_shaped_link(shaped_link: float) -> None:
         ["vm", "-s", "-H", "127.0.0.1", "--max-bandwidth", "0"],
         ["vm", "-s", "-H", "127.0.0.1", "--return-path", "side"],
         ["vm", "-s", "-H", "127.0.0.1", "-p", "0"],
+        ["vm", "-s", "-H", "127.0.0.1", "--connect-timeout", "0"],
+        ["vm", "-d", "--connect-timeout", "3"],
     ],
     ids=" ".join,
 )

@@ -621,7 +621,10 @@ class VmSourceConfig:
     @property
     def interval_s(self) -> float:
         """Seconds between samples."""
-    def __init__(self, *, host: str = ..., port: int = ..., vm_size_gb: int = ..., precopy: bool = ..., postcopy: bool = ..., channels: int = ..., preempt: bool = ..., return_path: Literal["preempt", "main"] = ..., max_bandwidth_mb_s: int | str | None = ..., duration_s: float | None = ..., interval_s: float = ...) -> None: ...
+    @property
+    def connect_timeout_s(self) -> float:
+        """Seconds to wait for each connection to the destination."""
+    def __init__(self, *, host: str = ..., port: int = ..., vm_size_gb: int = ..., precopy: bool = ..., postcopy: bool = ..., channels: int = ..., preempt: bool = ..., return_path: Literal["preempt", "main"] = ..., max_bandwidth_mb_s: int | str | None = ..., duration_s: float | None = ..., interval_s: float = ..., connect_timeout_s: float = ...) -> None: ...
     def replace(self, **changes: Any) -> Self:
         """A copy with the given fields changed (validated again)."""
     def to_dict(self) -> dict[str, Any]:

@@ -106,6 +106,9 @@ pub struct VmSourceConfig {
     /// Seconds between samples.
     #[serde(deserialize_with = "de::float")]
     pub interval_s: f64,
+    /// Seconds to wait for each connection to the destination.
+    #[serde(deserialize_with = "de::float")]
+    pub connect_timeout_s: f64,
 }
 
 impl Default for VmSourceConfig {
@@ -122,6 +125,7 @@ impl Default for VmSourceConfig {
             max_bandwidth_mb_s: None,
             duration_s: None,
             interval_s: 1.0,
+            connect_timeout_s: 10.0,
         }
     }
 }
@@ -182,6 +186,7 @@ impl VmSourceConfig {
         }
         units::run_length(self.duration_s)?;
         units::seconds("the interval", self.interval_s)?;
+        units::seconds("the connect timeout", self.connect_timeout_s)?;
         Ok(())
     }
 
@@ -394,7 +399,7 @@ impl VmSource {
             cfg,
         };
         let cfg = &plan.cfg;
-        let timeout = Duration::from_secs(10);
+        let timeout = units::seconds("the connect timeout", cfg.connect_timeout_s)?;
         let mut main = connect_tcp(target, timeout)?;
         let mut channels = Vec::new();
         let mut preempt = None;

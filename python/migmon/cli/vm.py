@@ -40,6 +40,7 @@ _FLAGS = {
     "max_bandwidth_mb_s": "--max-bandwidth",
     "duration_s": "--duration",
     "interval_s": "--interval",
+    "connect_timeout_s": "--connect-timeout",
     "bind": "--bind",
 }
 
@@ -88,6 +89,10 @@ def vm_command(
         typer.Option("--max-bandwidth", help="Source: cap the precopy stream (MB/s; M, G, T)."),
     ] = None,
     interval: Annotated[float, typer.Option("--interval", help="Seconds between reports.")] = 1.0,
+    connect_timeout: Annotated[
+        float,
+        typer.Option("--connect-timeout", help="Source: seconds to wait for each connection."),
+    ] = 10.0,
 ) -> int:
     """Emulate live-migration TCP streams: precopy (a stream from src to dst),
     postcopy (page requests from dst, answered by src), or both on one socket.
@@ -98,9 +103,16 @@ def vm_command(
     if dst:
         if tests:
             raise ConfigError("precopy/postcopy need to be specified on src VM")
-        if channels or preempt or max_bandwidth is not None or return_path != "preempt":
+        if (
+            channels
+            or preempt
+            or max_bandwidth is not None
+            or return_path != "preempt"
+            or connect_timeout != 10.0
+        ):
             raise ConfigError(
-                "--channels, --preempt, --return-path and --max-bandwidth are source options"
+                "--channels, --preempt, --return-path, --max-bandwidth and --connect-timeout "
+                "are source options"
             )
         dcfg = make_config(
             VmDestinationConfig,
@@ -142,6 +154,7 @@ def vm_command(
         max_bandwidth_mb_s=max_bandwidth,
         duration_s=duration,
         interval_s=interval,
+        connect_timeout_s=connect_timeout,
     )
     return _run_src(cfg, json_out, out)
 
