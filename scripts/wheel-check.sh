@@ -5,7 +5,7 @@
 # with the plot extra). Prints the wheel's size and the install time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-wheel=$(ls dist/mig_mon-*-abi3-*manylinux*.whl)
+wheel=$(ls dist/mig_mon-*-abi3-*manylinux*_x86_64.whl)
 python=$(python3 -c 'import sys; print(sys.executable)')
 dir=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$dir"' EXIT
