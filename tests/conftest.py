@@ -20,7 +20,6 @@ from migmon.cli import main
 MIG_MON = [sys.executable, "-m", "migmon"]
 
 
-# The exact regex the original's plotting script uses for mm_dirty lines.
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     """Runs ``mig_mon ARGS`` in this process (no interpreter start-up): for
     parsing and bad input, which end before any run starts. Same result

@@ -122,9 +122,22 @@ def test_one_way_server_and_client(tmp_path: Path) -> None:
 def test_round_trip_client_warns_when_peer_never_replies() -> None:
     with OneWayServer(bind="127.0.0.1", port=0) as srv:
         p = run_cli("client", "127.0.0.1", "50", "-p", str(srv.port), "--duration", "4")
-    assert p.returncode == 0, p.stderr
+    # A run that heard nothing has an exit code of its own (the README's table).
+    assert p.returncode == 3, p.stderr
     assert "warning: no reply from 127.0.0.1" in p.stdout
     assert "--one-way" in p.stdout
+    assert p.stdout.splitlines()[-1].startswith("Total downtime")  # the summary came first
+    err = p.stderr.strip()
+    assert err.startswith("mig_mon: no reply at all from 127.0.0.1 port"), err
+    assert len(err.splitlines()) == 1
+
+
+def test_client_says_when_nothing_listens() -> None:
+    port = free_port(socket.SOCK_DGRAM)
+    p = run_cli("client", "127.0.0.1", "20", "-p", str(port), "--duration", "3.5")
+    assert p.returncode == 3, p.stderr
+    assert "nothing is listening there (connection refused)" in p.stdout
+    assert "nothing is listening there (connection refused)" in p.stderr
 
 
 # ---- scripted peers: both directions of compatibility -----------------------

@@ -218,6 +218,9 @@ class NoReply:
     @property
     def after_s(self) -> float:
         """Seconds since the first probe."""
+    @property
+    def refused(self) -> int:
+        """Sends refused so far: the kernel was told nothing listens there."""
     def to_dict(self) -> dict[str, Any]:
         """Every field, under the same keys as the JSON output."""
 

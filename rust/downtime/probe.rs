@@ -138,6 +138,8 @@ pub enum ProbeMessage {
 pub struct NoReply {
     /// Seconds since the first probe.
     pub after_s: f64,
+    /// Sends refused so far: the kernel was told nothing listens there.
+    pub refused: u64,
 }
 
 /// A live view of the run (the original's status line and more).
@@ -364,6 +366,7 @@ impl<'a> Prober<'a> {
                 warned = true;
                 self.ctx.send(ProbeMessage::NoReply(NoReply {
                     after_s: start.elapsed().as_secs_f64(),
+                    refused: self.refused,
                 }));
             }
         }

@@ -10,16 +10,18 @@ interrupt before anything ran. Never a traceback.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import typer
 
 from migmon import __version__
-from migmon.cli._common import fail_line
+from migmon.cli._common import EXIT_CORRUPTION, EXIT_USAGE, fail_line
 from migmon.cli.downtime import client_command, server_command, server_rr_command
 from migmon.cli.mm_dirty import mm_dirty_command
 from migmon.cli.plot import plot_command
 from migmon.cli.vm import vm_command
-from migmon.errors import ConfigError, MigmonError
+from migmon.errors import ConfigError, CorruptionError, MigmonError
 
 __all__ = ["app", "main"]
 
@@ -54,28 +56,92 @@ def _root(
     """mig_mon: a toolset for VM live-migration testing and debugging."""
 
 
-app.command(
-    "mm_dirty",
-    help="Generate a constant memory dirty workload (with integrity check and latencies).",
-    no_args_is_help=False,
-)(mm_dirty_command)
-app.command("vm", help="Emulate live-migration TCP streams (precopy, postcopy, multifd, preempt).")(
-    vm_command
-)
-app.command("plot", help="Plot runs: downtime, dirty rate and latency, bandwidth.")(plot_command)
-app.command("server", help="One-way UDP receiver (in the guest): logs gaps between packets.")(
-    server_command
-)
-app.command("server_rr", help="UDP echo server (in the guest) for 'client'.")(server_rr_command)
-app.command(
-    "client", help="Probe an echo server and report network downtime (round trip; --one-way)."
-)(client_command)
-app.command("client_rr", help="The same as 'client' (the original's name for it).")(client_command)
+def _examples(*lines: str) -> str:
+    # "\b" keeps click from re-wrapping the example lines.
+    return "\b\nExamples:\n" + "\n".join(f"  {x}" for x in lines)
+
+
+_COMMANDS: list[tuple[str, Callable[..., int], str, str]] = [
+    (
+        "mm_dirty",
+        mm_dirty_command,
+        "Generate a constant memory dirty workload (with integrity check and latencies).",
+        _examples(
+            "mig_mon mm_dirty -m 1G -r 500            # 500 MB/s over 1 GB, until Ctrl-C",
+            "mig_mon mm_dirty -m 4G -p random -L --json > dirty.json",
+            "mig_mon mm_dirty -m 2G -P 2m -T 2 --duration 60",
+        ),
+    ),
+    (
+        "vm",
+        vm_command,
+        "Emulate live-migration TCP streams (precopy, postcopy, multifd, preempt).",
+        _examples(
+            "mig_mon vm -d                             # on the destination host",
+            "mig_mon vm -s -H DST -t precopy -t postcopy --duration 30",
+            "mig_mon vm -s -H DST --channels 4 --max-bandwidth 1G",
+        ),
+    ),
+    (
+        "plot",
+        plot_command,
+        "Plot runs: downtime, dirty rate and latency, bandwidth.",
+        _examples(
+            "mig_mon plot dirty.json                   # writes dirty.png",
+            "mig_mon plot a.json b.json -o both.svg   # overlay two runs",
+        ),
+    ),
+    (
+        "server",
+        server_command,
+        "One-way UDP receiver (in the guest): logs gaps between packets.",
+        _examples("mig_mon server /tmp/spike.log           # then: client GUEST 10 --one-way"),
+    ),
+    (
+        "server_rr",
+        server_rr_command,
+        "UDP echo server (in the guest) for 'client'.",
+        _examples("mig_mon server_rr                          # then: client GUEST 10"),
+    ),
+    (
+        "client",
+        client_command,
+        "Probe an echo server and report network downtime (round trip; --one-way).",
+        _examples(
+            "mig_mon client GUEST 10 /tmp/spike.log     # a probe every 10 ms",
+            "mig_mon client GUEST 5 --json > downtime.json",
+        ),
+    ),
+    (
+        "client_rr",
+        client_command,
+        "The same as 'client' (the original's name for it).",
+        _examples("mig_mon client_rr GUEST 10"),
+    ),
+]
+
+for _name, _fn, _help, _epilog in _COMMANDS:
+    app.command(_name, short_help=_help, epilog=_epilog, no_args_is_help=False)(_fn)
+
+
+def _plain_arguments(cmd: Any) -> None:
+    """Help shows positional arguments as the original's usage does
+    (``SERVER_IP [INTERVAL_MS]``), not typer's ``{SERVER_IP}`` and Python
+    type names (``<str>``)."""
+    for sub in getattr(cmd, "commands", {}).values():
+        for p in sub.params:
+            if p.param_type_name != "argument":
+                continue
+            name = p.metavar or p.name.upper()
+            usage = name if p.required else f"[{name}]"
+            p._usage_display_name = lambda usage=usage: usage
+            p.display_type_rich = lambda ctx: None
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``mig_mon`` script; returns the exit code."""
     cmd = typer.main.get_command(app)
+    _plain_arguments(cmd)
     try:
         rv = cmd.main(args=argv, prog_name="mig_mon", standalone_mode=False)
     except KeyboardInterrupt:
@@ -86,7 +152,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(e.exit_code)
     except ConfigError as e:
         fail_line(f"error: {e}")
-        return 2
+        return EXIT_USAGE
+    except CorruptionError as e:
+        fail_line(str(e))
+        return EXIT_CORRUPTION
     except MigmonError as e:
         fail_line(str(e))
         return 1

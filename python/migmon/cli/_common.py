@@ -7,12 +7,68 @@ import contextlib
 import signal
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from types import FrameType
-from typing import Any, TextIO, TypeVar
+from typing import Annotated, Any, TextIO, TypeVar
+
+import typer
 
 from migmon.errors import ConfigError
 
 _C = TypeVar("_C")
+
+#: Exit codes a script can use (the README lists them).
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_NO_REPLY = 3
+EXIT_CORRUPTION = 4
+
+JsonOpt = Annotated[
+    bool,
+    typer.Option(
+        "--json", help="JSON Lines on stdout; the human text (live lines too) goes to stderr."
+    ),
+]
+QuietOpt = Annotated[
+    bool, typer.Option("-q", "--quiet", help="No live per-interval lines; only the summary.")
+]
+DetailsOpt = Annotated[
+    bool, typer.Option("--details", help="After the summary, every figure in a table.")
+]
+DurationOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--duration",
+        metavar="S",
+        help="Stop after this many seconds.",
+        min=0.001,
+        show_default="until stopped",
+    ),
+]
+IntervalOpt = Annotated[
+    float, typer.Option("--interval", metavar="S", help="Seconds between reports.")
+]
+
+
+@dataclass(frozen=True)
+class Show:
+    """How a command shows its run: JSON Lines on stdout (the text then
+    goes to stderr), live lines or not, the figure table after the summary."""
+
+    json_out: bool = False
+    quiet: bool = False
+    details: bool = False
+
+    @property
+    def out(self) -> TextIO:
+        """Where the human text goes."""
+        return sys.stderr if self.json_out else sys.stdout
+
+    def live(self, line: str) -> None:
+        """A per-interval line, unless quiet."""
+        if not self.quiet:
+            say(line, self.out)
 
 
 def fail_line(msg: str) -> None:

@@ -11,7 +11,6 @@ events as they happen, summary) and the text goes to stderr.
 
 from __future__ import annotations
 
-import sys
 import time
 from typing import Annotated, Any, TextIO
 
@@ -31,7 +30,20 @@ from migmon import (
     Prober,
     __version__,
 )
-from migmon.cli._common import drive, make_config, quiet_broken_pipe, say
+from migmon.cli._common import (
+    EXIT_NO_REPLY,
+    EXIT_OK,
+    DetailsOpt,
+    DurationOpt,
+    JsonOpt,
+    QuietOpt,
+    Show,
+    drive,
+    fail_line,
+    make_config,
+    quiet_broken_pipe,
+    say,
+)
 from migmon.output import emit, emit_json, print_summary
 from migmon.output.downtime import (
     SpikeLog,
@@ -52,21 +64,22 @@ _FLAGS = {
     "bind": "--bind",
 }
 
-PortOpt = Annotated[int, typer.Option("-p", "--port", help="UDP port.", min=1, max=65535)]
+PortOpt = Annotated[
+    int, typer.Option("-p", "--port", metavar="PORT", help="UDP port.", min=1, max=65535)
+]
 BindOpt = Annotated[
-    str | None, typer.Option("--bind", help="Address to listen on (default: all, IPv6 and IPv4).")
-]
-JsonOpt = Annotated[
-    bool, typer.Option("--json", help="JSON Lines on stdout; the human text goes to stderr.")
-]
-DurationOpt = Annotated[
-    float | None, typer.Option("--duration", help="Stop after this many seconds.", min=0.001)
+    str | None,
+    typer.Option(
+        "--bind", metavar="ADDR", help="Address to listen on.", show_default="all, IPv6 and IPv4"
+    ),
 ]
 ThresholdOpt = Annotated[
     float | None,
     typer.Option(
         "--threshold-ms",
-        help="A gap this long is a downtime event (default: twice the first gap, as the original).",
+        metavar="MS",
+        help="A gap this long is a downtime event.",
+        show_default="twice the first gap, as the original",
         min=0.001,
     ),
 ]
@@ -113,12 +126,21 @@ class _Live:
 
 
 def client_command(
-    server_ip: Annotated[str, typer.Argument(help="The echo server (IPv4, IPv6 or host name).")],
+    server_ip: Annotated[
+        str,
+        typer.Argument(metavar="SERVER_IP", help="The echo server (IPv4, IPv6 or host name)."),
+    ],
     interval_ms: Annotated[
-        float, typer.Argument(help="Milliseconds between probes.", min=0.001)
+        float,
+        typer.Argument(metavar="INTERVAL_MS", help="Milliseconds between probes.", min=0.001),
     ] = 1000.0,
     spike_log: Annotated[
-        str | None, typer.Argument(help="File for the spike log (epoch_seconds,delay_ms).")
+        str | None,
+        typer.Argument(
+            metavar="SPIKE_LOG",
+            help="File for the spike log (epoch_seconds,delay_ms).",
+            show_default="none",
+        ),
     ] = None,
     port: PortOpt = DEFAULT_PORT,
     one_way: Annotated[
@@ -126,10 +148,13 @@ def client_command(
     ] = False,
     threshold_ms: ThresholdOpt = None,
     count: Annotated[
-        int | None, typer.Option("--count", help="Stop after this many probes.", min=1)
+        int | None,
+        typer.Option("--count", metavar="N", help="Stop after this many probes.", min=1),
     ] = None,
     duration: DurationOpt = None,
     json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    details: DetailsOpt = False,
 ) -> int:
     """Probe a UDP echo server ('server_rr', in the guest) every INTERVAL_MS
     and report the gaps in its replies: downtime events, loss, round trips.
@@ -147,7 +172,8 @@ def client_command(
         duration_s=duration,
         one_way=one_way,
     )
-    out = sys.stderr if json_out else sys.stdout
+    show = Show(json_out, quiet, details)
+    out = show.out
     with quiet_broken_pipe():
         log = SpikeLog(spike_log)
         run = Prober(cfg)
@@ -156,12 +182,13 @@ def client_command(
             emit(cfg, type="config", tool="client", version=__version__, spike_log=spike_log)
         say(f"probing {server_ip} port {port} every {interval_ms:g} (ms), {mode}", out)
         live = _Live(out)
+        target = f"{server_ip} port {port}"
 
         def on_message(m: Baseline | DowntimeEvent | NoReply) -> None:
-            _client_message(m, live, log, json_out, server_ip)
+            _client_message(m, live, log, json_out, target)
 
         def on_idle() -> None:
-            if not live.due():
+            if quiet or not live.due():
                 return
             st = run.status
             if one_way:
@@ -172,10 +199,22 @@ def client_command(
         summary = drive(run, on_message, on_idle)
         live.end()
         log.close()
-        print_summary("client summary", summary.to_dict(), probe_summary_lines(summary), out)
+        print_summary(
+            "client summary", summary.to_dict(), probe_summary_lines(summary), out, details
+        )
         if json_out:
             emit(summary)
-    return 0
+    if not one_way and summary.sent and not summary.received:
+        fail_line(f"no reply at all from {target}: {_silence(summary.refused)}")
+        return EXIT_NO_REPLY
+    return EXIT_OK
+
+
+def _silence(refused: int) -> str:
+    """What a server's silence means, as far as the kernel told us."""
+    if refused:
+        return "nothing is listening there (connection refused)"
+    return "is it down, filtered, or a one-way 'mig_mon server'? (use --one-way for that)"
 
 
 def _client_message(
@@ -191,10 +230,7 @@ def _client_message(
         log.spike(m.gap_ms)
         live.line(event_line(m))
     else:
-        live.line(
-            f"warning: no reply from {host} after {m.after_s:.0f} s: is it down, filtered, "
-            "or a one-way 'mig_mon server'? (use --one-way for that)"
-        )
+        live.line(f"warning: no reply from {host} after {m.after_s:.0f} s: {_silence(m.refused)}")
     if json_out:
         emit(m)
 
@@ -204,11 +240,13 @@ def server_rr_command(
     bind: BindOpt = None,
     duration: DurationOpt = None,
     json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    details: DetailsOpt = False,
 ) -> int:
     """UDP echo server, to run in the guest: every datagram goes back
     unchanged. Serves any number of clients; Ctrl-C or SIGTERM to stop."""
     cfg = make_config(EchoServerConfig, _FLAGS, bind=bind, port=port, duration_s=duration)
-    out = sys.stderr if json_out else sys.stdout
+    out = Show(json_out, quiet, details).out
     with quiet_broken_pipe():
         srv = EchoServer(cfg)
         say(f"listening on UDP port {srv.port}...", out)
@@ -224,7 +262,7 @@ def server_rr_command(
                 emit(c)
 
         def on_idle() -> None:
-            if live.due():
+            if not quiet and live.due():
                 st = srv.stats()
                 if st.packets != last[0]:
                     live.show(
@@ -235,7 +273,7 @@ def server_rr_command(
 
         st = drive(srv, on_client, on_idle)
         live.end()
-        print_summary("server_rr summary", st.to_dict(), [echo_summary_line(st)], out)
+        print_summary("server_rr summary", st.to_dict(), [echo_summary_line(st)], out, details)
         if json_out:
             emit(st)
     return 0
@@ -243,13 +281,18 @@ def server_rr_command(
 
 def server_command(
     spike_log: Annotated[
-        str, typer.Argument(help="File for the spike log (epoch_seconds,delay_ms).")
+        str,
+        typer.Argument(
+            metavar="SPIKE_LOG", help="File for the spike log (epoch_seconds,delay_ms)."
+        ),
     ] = "/tmp/spike.log",
     port: PortOpt = DEFAULT_PORT,
     bind: BindOpt = None,
     threshold_ms: ThresholdOpt = None,
     duration: DurationOpt = None,
     json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    details: DetailsOpt = False,
 ) -> int:
     """One-way UDP receiver, to run in the guest: measures the gaps between
     each client's packets itself and logs the spikes."""
@@ -261,7 +304,7 @@ def server_command(
         threshold_ms=threshold_ms,
         duration_s=duration,
     )
-    out = sys.stderr if json_out else sys.stdout
+    out = Show(json_out, quiet, details).out
     with quiet_broken_pipe():
         log = SpikeLog(spike_log)
         srv = OneWayServer(cfg)
@@ -288,7 +331,7 @@ def server_command(
                 emit(m)
 
         def on_idle() -> None:
-            if live.due():
+            if not quiet and live.due():
                 for c in srv.clients():
                     live.show(f"{status_line(_now_ms(), c.max_gap_ms, c.cur_gap_ms)} [{c.peer}]")
 
@@ -296,7 +339,7 @@ def server_command(
         live.end()
         log.close()
         for c in summary.clients:
-            print_summary(f"client {c.peer}", c.to_dict(), client_summary_lines(c), out)
+            print_summary(f"client {c.peer}", c.to_dict(), client_summary_lines(c), out, details)
         if json_out:
             emit(summary)
     return 0

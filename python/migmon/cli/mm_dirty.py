@@ -15,7 +15,17 @@ from typing import Annotated, TextIO
 import typer
 
 from migmon import DirtyConfig, DirtySample, DirtyWorkload, __version__
-from migmon.cli._common import drive, make_config, quiet_broken_pipe, say
+from migmon.cli._common import (
+    DetailsOpt,
+    DurationOpt,
+    IntervalOpt,
+    JsonOpt,
+    QuietOpt,
+    drive,
+    make_config,
+    quiet_broken_pipe,
+    say,
+)
 from migmon.errors import ResourceError
 from migmon.output import emit, emit_json, print_summary
 from migmon.output.dirty import (
@@ -77,50 +87,65 @@ def _prefault_progress(run: DirtyWorkload, out: TextIO) -> None:
 
 def mm_dirty_command(
     memory: Annotated[
-        str, typer.Option("-m", "--memory", help="Memory size (MB; suffix M, G or T).")
+        str,
+        typer.Option("-m", "--memory", metavar="SIZE", help="Memory size (MB; suffix M, G or T)."),
     ] = "512",
     rate: Annotated[
         str | None,
         typer.Option(
-            "-r", "--rate", help="Dirty rate in MB/s (suffix M, G, T); default: unlimited."
+            "-r",
+            "--rate",
+            metavar="RATE",
+            help="Dirty rate in MB/s (suffix M, G, T).",
+            show_default="unlimited",
         ),
     ] = None,
     pattern: Annotated[
         str,
-        typer.Option("-p", "--pattern", help="sequential (seq), random (ran) or once."),
+        typer.Option(
+            "-p", "--pattern", metavar="PATTERN", help="sequential (seq), random (ran) or once."
+        ),
     ] = "sequential",
     latency: Annotated[
         bool, typer.Option("-L", "--latency", help="Record and report memory access latencies.")
     ] = False,
     page_size: Annotated[
         str,
-        typer.Option("-P", "--page-size", help="Backing pages: 4k, 2m, 1g (hugetlb) or thp."),
+        typer.Option(
+            "-P",
+            "--page-size",
+            metavar="PAGES",
+            help="Backing pages: 4k, 2m, 1g (hugetlb) or thp.",
+        ),
     ] = "4k",
     threads: Annotated[
-        int, typer.Option("-T", "--threads", help="Dirtying threads (the rate is shared).")
+        int,
+        typer.Option("-T", "--threads", metavar="N", help="Dirtying threads (the rate is shared)."),
     ] = 1,
-    duration: Annotated[
-        float | None,
-        typer.Option("--duration", help="Stop after this many seconds, then print a summary."),
-    ] = None,
-    json_out: Annotated[
-        bool,
-        typer.Option("--json", help="JSON Lines on stdout; the human text goes to stderr."),
-    ] = False,
+    duration: DurationOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    details: DetailsOpt = False,
     no_verify: Annotated[
         bool, typer.Option("--no-verify", help="Skip the integrity check (peak rate).")
     ] = False,
     force: Annotated[
         bool, typer.Option("--force", help="Skip the available-memory check.")
     ] = False,
-    interval: Annotated[float, typer.Option("--interval", help="Seconds between reports.")] = 1.0,
-    seed: Annotated[int | None, typer.Option("--seed", help="Seed for the random pattern.")] = None,
+    interval: IntervalOpt = 1.0,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            "--seed", metavar="N", help="Seed for the random pattern.", show_default="clock"
+        ),
+    ] = None,
 ) -> int:
     """Generate a constant memory dirty workload.
 
     Dirties one byte in every 4 KiB page (also on huge pages), checks that
     each page still holds what was last written there, and reports the dirty
-    rate every second. Stop with Ctrl-C or SIGTERM, or give --duration.
+    rate every second. Stop with Ctrl-C, SIGTERM or SIGHUP, or give
+    --duration; a page that lost its content ends the run with exit code 4.
     """
     cfg = make_config(
         DirtyConfig,
@@ -142,7 +167,7 @@ def mm_dirty_command(
     def on_sample(s: DirtySample) -> None:
         if json_out:
             emit(s)
-        else:
+        if not quiet:
             say(sample_line(s), out)
 
     with quiet_broken_pipe():
@@ -179,7 +204,7 @@ def mm_dirty_command(
         if cfg.record_latency and summary.buckets_us is not None and not json_out:
             for line in latency_buckets_lines(summary.buckets_us):
                 say(line, out)
-        print_summary("mm_dirty summary", summary.to_dict(), summary_lines(summary), out)
+        print_summary("mm_dirty summary", summary.to_dict(), summary_lines(summary), out, details)
         if json_out:
             emit_json(summary.to_dict())
     return 0

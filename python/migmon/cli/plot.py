@@ -15,17 +15,31 @@ from migmon.parse import ParseError, parse_file
 def plot_command(
     inputs: Annotated[
         list[Path],
-        typer.Argument(help="Spike logs, mm_dirty or vm output, or mig_mon --json output."),
+        typer.Argument(
+            metavar="FILE...", help="Spike logs, mm_dirty or vm output, or mig_mon --json output."
+        ),
     ],
     output: Annotated[
-        Path, typer.Option("-o", "--output", help="Image to write: .png, .svg or .pdf.")
-    ],
-    title: Annotated[str | None, typer.Option("--title", help="Title of the figure.")] = None,
+        Path | None,
+        typer.Option(
+            "-o",
+            "--output",
+            metavar="FILE",
+            help="Image to write: .png, .svg or .pdf.",
+            show_default="the first input's name with .png",
+        ),
+    ] = None,
+    title: Annotated[
+        str | None,
+        typer.Option("--title", metavar="TEXT", help="Title of the figure.", show_default="none"),
+    ] = None,
 ) -> int:
     """Plot runs: downtime events, dirty rate and latencies, precopy
     bandwidth, page-request latency. Inputs of one kind overlay."""
     import sys
 
+    if output is None:
+        output = Path(inputs[0].name).with_suffix(".png")
     if output.suffix.lower() not in (".png", ".svg", ".pdf"):
         raise ConfigError(f"unsupported image type '{output.suffix}' (use .png, .svg or .pdf)")
     try:

@@ -8,7 +8,6 @@ figures after a comma; ``--channels``, ``--preempt`` and
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated, Any
 
 import typer
@@ -26,7 +25,21 @@ from migmon import (
     VmSrcSample,
     __version__,
 )
-from migmon.cli._common import drive, fail_line, make_config, quiet_broken_pipe, say
+from migmon.cli._common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    DetailsOpt,
+    DurationOpt,
+    IntervalOpt,
+    JsonOpt,
+    QuietOpt,
+    Show,
+    drive,
+    fail_line,
+    make_config,
+    quiet_broken_pipe,
+    say,
+)
 from migmon.errors import ConfigError
 from migmon.output import emit, print_summary
 from migmon.output.vm import host_of, latency_line, session_lines, speed_line, src_summary_lines
@@ -49,28 +62,49 @@ def vm_command(
     src: Annotated[bool, typer.Option("-s", "--src", help="Emulate the source VM.")] = False,
     dst: Annotated[bool, typer.Option("-d", "--dst", help="Emulate the destination VM.")] = False,
     host: Annotated[
-        str | None, typer.Option("-H", "--host", help="Destination address (required with -s).")
+        str | None,
+        typer.Option(
+            "-H", "--host", metavar="HOST", help="Destination address (required with -s)."
+        ),
     ] = None,
-    port: Annotated[int, typer.Option("-p", "--port", help="TCP port.", min=1, max=65535)] = 12323,
+    port: Annotated[
+        int, typer.Option("-p", "--port", metavar="PORT", help="TCP port.", min=1, max=65535)
+    ] = 12323,
     size_gb: Annotated[
-        int, typer.Option("-S", "--size", help="Size of the VM in GB.", min=1)
+        int, typer.Option("-S", "--size", metavar="GB", help="Size of the VM in GB.", min=1)
     ] = 1024,
     tests: Annotated[
         list[str] | None,
-        typer.Option("-t", "--test", help="precopy and/or postcopy (give -t twice for both)."),
+        typer.Option(
+            "-t",
+            "--test",
+            metavar="TEST",
+            help="precopy and/or postcopy (give -t twice for both).",
+            show_default="precopy",
+        ),
     ] = None,
-    duration: Annotated[
-        float | None, typer.Option("--duration", help="Stop after this many seconds.", min=0.001)
-    ] = None,
-    json_out: Annotated[
-        bool, typer.Option("--json", help="JSON Lines on stdout; the human text goes to stderr.")
-    ] = False,
+    duration: DurationOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    details: DetailsOpt = False,
     bind: Annotated[
-        str | None, typer.Option("--bind", help="Destination: address to listen on.")
+        str | None,
+        typer.Option(
+            "--bind",
+            metavar="ADDR",
+            help="Destination: address to listen on.",
+            show_default="all, IPv6 and IPv4",
+        ),
     ] = None,
     channels: Annotated[
         int,
-        typer.Option("--channels", help="Source: multifd connections for precopy.", min=0, max=64),
+        typer.Option(
+            "--channels",
+            metavar="N",
+            help="Source: multifd connections for precopy.",
+            min=0,
+            max=64,
+        ),
     ] = 0,
     preempt: Annotated[
         bool,
@@ -80,18 +114,26 @@ def vm_command(
         str,
         typer.Option(
             "--return-path",
+            metavar="PATH",
             help="With --preempt, where page requests travel: 'preempt' (with the pages) or "
             "'main' (QEMU's return path, behind the stream's socket).",
         ),
     ] = "preempt",
     max_bandwidth: Annotated[
         str | None,
-        typer.Option("--max-bandwidth", help="Source: cap the precopy stream (MB/s; M, G, T)."),
+        typer.Option(
+            "--max-bandwidth",
+            metavar="RATE",
+            help="Source: cap the precopy stream (MB/s; M, G, T).",
+            show_default="none",
+        ),
     ] = None,
-    interval: Annotated[float, typer.Option("--interval", help="Seconds between reports.")] = 1.0,
+    interval: IntervalOpt = 1.0,
     connect_timeout: Annotated[
         float,
-        typer.Option("--connect-timeout", help="Source: seconds to wait for each connection."),
+        typer.Option(
+            "--connect-timeout", metavar="S", help="Source: seconds to wait for each connection."
+        ),
     ] = 10.0,
 ) -> int:
     """Emulate live-migration TCP streams: precopy (a stream from src to dst),
@@ -99,7 +141,7 @@ def vm_command(
     Start the destination with '-d', then the source with '-s -H DST_IP'."""
     if src == dst:
         raise ConfigError("please specify to emulate either src (-s) or dst (-d)")
-    out = sys.stderr if json_out else sys.stdout
+    show = Show(json_out, quiet, details)
     if dst:
         if tests:
             raise ConfigError("precopy/postcopy need to be specified on src VM")
@@ -123,7 +165,7 @@ def vm_command(
             interval_s=interval,
             duration_s=duration,
         )
-        return _run_dst(dcfg, json_out, out)
+        return _run_dst(dcfg, show)
     if host is None:
         raise ConfigError("please specify dst VM address using '-H'")
     if bind is not None:
@@ -156,10 +198,11 @@ def vm_command(
         interval_s=interval,
         connect_timeout_s=connect_timeout,
     )
-    return _run_src(cfg, json_out, out)
+    return _run_src(cfg, show)
 
 
-def _run_src(cfg: VmSourceConfig, json_out: bool, out: Any) -> int:
+def _run_src(cfg: VmSourceConfig, show: Show) -> int:
+    out, json_out = show.out, show.json_out
     with quiet_broken_pipe():
         say("Start emulation of src VM.", out)
         run = VmSource(cfg)
@@ -171,22 +214,25 @@ def _run_src(cfg: VmSourceConfig, json_out: bool, out: Any) -> int:
 
         def on_sample(s: VmSrcSample) -> None:
             if cfg.precopy:
-                say(speed_line(s), out)
+                show.live(speed_line(s))
             if json_out:
                 emit(s)
 
         summary = drive(run, on_sample)
         say(f"Dropped connection to dst VM {cfg.host}.", out)
-        print_summary("vm source summary", summary.to_dict(), src_summary_lines(summary), out)
+        print_summary(
+            "vm source summary", summary.to_dict(), src_summary_lines(summary), out, show.details
+        )
         if json_out:
             emit(summary)
     if summary.end not in ("duration", "stopped"):
         fail_line(f"the run ended early: {summary.end_reason}")
-        return 1
-    return 0
+        return EXIT_FAILURE
+    return EXIT_OK
 
 
-def _run_dst(cfg: VmDestinationConfig, json_out: bool, out: Any) -> int:
+def _run_dst(cfg: VmDestinationConfig, show: Show) -> int:
+    out, json_out = show.out, show.json_out
     with quiet_broken_pipe():
         say("Start emulation of dst VM.", out)
         d = VmDestination(cfg)
@@ -197,7 +243,7 @@ def _run_dst(cfg: VmDestinationConfig, json_out: bool, out: Any) -> int:
         def ended(s: VmSessionSummary) -> None:
             reported.add(s.session)
             say(f"Dropped connection from src VM {host_of(s.peer)}.", out)
-            print_summary(f"session {s.session}", s.to_dict(), session_lines(s), out)
+            print_summary(f"session {s.session}", s.to_dict(), session_lines(s), out, show.details)
             if json_out:
                 emit(s)
 
@@ -208,7 +254,7 @@ def _run_dst(cfg: VmDestinationConfig, json_out: bool, out: Any) -> int:
                 say("Starting POSTCOPY request-response test...", out)
             elif isinstance(m, VmDstSample):
                 if m.latency.count:
-                    say(latency_line(m, d.active > 1), out)
+                    show.live(latency_line(m, d.active > 1))
             elif isinstance(m, VmSessionSummary):
                 ended(m)
                 return

@@ -59,10 +59,33 @@ def emit(result: _Result, out: TextIO | None = None, **extra: Any) -> None:
     emit_json(head | result.to_dict() | extra, out)
 
 
+def human(name: str, v: Any) -> str:
+    """One figure in the unit a person reads, from its key's unit suffix."""
+    if v is None:
+        return "-"
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return str(v)
+    if name.endswith("_ns"):
+        if v >= 1_000_000:
+            return f"{v / 1e6:,.3f} ms"
+        return f"{v / 1e3:,.1f} us" if v >= 1000 else f"{v:,.0f} ns"
+    if name.endswith("_ms"):
+        return f"{v:,.3f} ms"
+    if name.endswith("_mb_s"):
+        return f"{v:,.1f} MB/s"
+    if name.endswith("_s"):
+        return f"{v:,.3f} s"
+    if name.endswith("_pct"):
+        return f"{v:.2f} %"
+    if name == "bytes" or name.endswith("_bytes"):
+        return f"{v / (1 << 20):,.1f} MiB"
+    return f"{v:,}" if isinstance(v, int) else f"{v:,.3f}"
+
+
 def summary_rows(summary: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
-    """The figures of a JSON summary as (name, value) rows; nested objects
-    (percentiles) flatten to ``latency.p99_ns``; lists are left out (the
-    events have their own table)."""
+    """The figures of a JSON summary as (name, value) rows in human units;
+    nested objects (percentiles) flatten to ``latency.p99``; lists are left
+    out (the events have their own table)."""
     rows: list[tuple[str, str]] = []
     for k, v in summary.items():
         # The buckets have their own table (the original's histogram).
@@ -71,22 +94,26 @@ def summary_rows(summary: dict[str, Any], prefix: str = "") -> list[tuple[str, s
         name = f"{prefix}{k}"
         if isinstance(v, dict):
             rows += summary_rows(v, prefix=f"{name}.")
-        elif isinstance(v, float):
-            rows.append((name, f"{v:,.3f}"))
-        elif isinstance(v, int) and not isinstance(v, bool):
-            rows.append((name, f"{v:,}"))
         else:
-            rows.append((name, "-" if v is None else str(v)))
+            label = name
+            for unit in ("_mb_s", "_ns", "_ms", "_s", "_pct"):
+                if label.endswith(unit):
+                    label = label.removesuffix(unit)
+                    break
+            rows.append((label, human(k, v)))
     return rows
 
 
-def print_summary(title: str, summary: dict[str, Any], plain: list[str], out: TextIO) -> None:
-    """On a terminal, a table of every figure of the JSON summary; otherwise
-    the plain lines (which parsers and logs read)."""
-    if not out.isatty():
-        for line in plain:
-            out.write(line + "\n")
-        out.flush()
+def print_summary(
+    title: str, summary: dict[str, Any], plain: list[str], out: TextIO, details: bool = False
+) -> None:
+    """The compact summary lines (what parsers, logs and people read at a
+    glance); with ``details``, every figure of the JSON summary after them,
+    as a table in human units."""
+    for line in plain:
+        out.write(line + "\n")
+    out.flush()
+    if not details:
         return
     from rich.console import Console
     from rich.table import Table
@@ -96,8 +123,4 @@ def print_summary(title: str, summary: dict[str, Any], plain: list[str], out: Te
     table.add_column("value", justify="right")
     for name, value in summary_rows(summary):
         table.add_row(name, value)
-    console = Console(file=out)
-    console.print(table)
-    for line in plain:
-        if line.startswith("  ") or line.startswith("Downtime events"):
-            console.print(line, highlight=False, markup=False)
+    Console(file=out, width=100).print(table)
