@@ -91,7 +91,8 @@ def test_original_mm_dirty_text_with_and_without_latencies() -> None:
     assert lines_of(fig, 1) == [(s.x, s.columns["load_pct"])]
     s = parse_text(ORIGINAL_DIRTY_L)
     fig = plot_series([s])
-    assert len(fig.axes) == 3 and fig.axes[2].get_yscale() == "log"
+    # Log above 1 us, linear below it: a 0 us p50 read from text stays visible.
+    assert len(fig.axes) == 3 and fig.axes[2].get_yscale() == "symlog"
     assert [y for _, y in lines_of(fig, 2)] == [[1, 1], [3, 9], [40, 2100]]
 
 
@@ -205,3 +206,79 @@ def test_without_matplotlib_says_how_to_install(tmp_path: Path) -> None:
     )  # fmt: skip
     err = assert_one_line_error(p, code=1)
     assert "pip install 'mig_mon[plot]'" in err
+
+
+# ---- what a person reads at a glance -----------------------------------------
+
+
+ORIGINAL_DST_TWO_SESSIONS = """\
+Latency: average 52 (us), max: 2012 (us), p50: 0.4 p99: 90.0 (us), requests: 9, session: 0
+Latency: average 47 (us), max: 3100 (us), p50: 0.5 p99: 80.0 (us), requests: 9, session: 1
+Latency: average 61 (us), max: 2500 (us), p50: 0.6 p99: 70.0 (us), requests: 9, session: 0
+Latency: average 40 (us), max: 1500 (us), p50: 0.7 p99: 60.0 (us), requests: 9, session: 1
+"""
+
+CLUSTERED_SPIKES = """\
+1700000000,18446744073709551615
+1700000010,300
+1700000010,120
+1700000011,200
+1700000030,50
+"""
+
+
+def test_events_are_stems_not_a_series_and_labels_do_not_collide() -> None:
+    s = parse_text(CLUSTERED_SPIKES)
+    fig = plot_series([s])
+    ax = fig.axes[0]
+    (markers,) = ax.get_lines()
+    assert markers.get_linestyle() == "None"  # no line joins separate events
+    assert len(ax.collections) == 1  # the stems
+    assert ax.get_ylim()[0] == 0
+    labels = [(t.xyann, t.xy) for t in ax.texts]
+    assert all("gap" in t.get_text() and "blackout" in t.get_text() for t in ax.texts)
+    # The three crowded events' labels sit on different rows, inside the axes.
+    assert len({at[1] for at, xy in labels if xy[0] <= 11}) == 3
+    assert all(at[1] < ax.get_ylim()[1] for at, _ in labels)
+    # The blackout is shaded on the time axis, as long as it lasted.
+    spans = [p for p in ax.patches]
+    assert len(spans) == 4
+
+
+def test_rates_start_at_zero_and_overlays_have_one_colour_per_file(tmp_path: Path) -> None:
+    a = write(tmp_path, "a.txt", ORIGINAL_DIRTY_L)
+    b = write(tmp_path, "b.txt", ORIGINAL_DIRTY_L.replace("500 (MB/s)", "450 (MB/s)"))
+    fig = plot_files([a, b])
+    assert fig.axes[0].get_ylim()[0] == 0 and fig.axes[1].get_ylim()[0] == 0
+    lat = fig.axes[2].get_lines()
+    colours = {ln.get_label().split(":")[0]: set() for ln in lat}
+    styles: dict[str, set[str]] = {}
+    for ln in lat:
+        name, stat = ln.get_label().split(": ")
+        colours[name].add(ln.get_color())
+        styles.setdefault(stat, set()).add(ln.get_linestyle())
+    assert all(len(c) == 1 for c in colours.values())  # one colour per file
+    assert len({c for cs in colours.values() for c in cs}) == 2
+    assert all(len(st) == 1 for st in styles.values())  # one style per statistic
+    assert len({next(iter(st)) for st in styles.values()}) == 3
+    # The legend sits outside the axes (to their right).
+    legend = fig.axes[2].get_legend()
+    assert legend is not None and legend.get_bbox_to_anchor().x0 > fig.axes[2].bbox.x1 - 1
+
+
+def test_destination_sessions_are_drawn_apart() -> None:
+    s = parse_text(ORIGINAL_DST_TWO_SESSIONS, "dst.txt")
+    assert s.sessions == [0, 1, 0, 1]
+    fig = plot_series([s])
+    by_label = {ln.get_label(): ln for ln in fig.axes[0].get_lines()}
+    assert list(by_label["dst.txt session 0: avg"].get_ydata()) == [52, 61]
+    assert list(by_label["dst.txt session 1: avg"].get_ydata()) == [47, 40]
+    # Sub-microsecond p50 from the text is kept and drawn.
+    assert list(by_label["dst.txt session 0: p50"].get_ydata()) == [0.4, 0.6]
+
+
+def test_default_output_name(tmp_path: Path) -> None:
+    src = write(tmp_path, "spike.log", ORIGINAL_SPIKE_LOG)
+    p = run_cli("plot", str(src), cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert (tmp_path / "spike.png").read_bytes().startswith(b"\x89PNG")

@@ -1,7 +1,11 @@
-"""Pictures of runs: downtime over time (each event marked with its
-length), dirty rate, load and latency percentiles, precopy bandwidth (per
-multifd channel) and page-request latency. Several inputs of the same kind
-overlay, with a legend named after them.
+"""Pictures of runs: downtime events (each a stem at its reply gap, its
+blackout shaded on the time axis), dirty rate, load and latency percentiles,
+precopy bandwidth (per multifd channel) and page-request latency. Several
+inputs of the same kind overlay: one colour per input (per session of a
+destination), one line style per statistic, the legend outside the data.
+Rates and gaps start at zero, so noise does not look like a trend;
+latencies are on a log scale that is linear below 1 us, so a p50 of 0 us
+read from text stays visible.
 
 Needs matplotlib (``pip install 'mig_mon[plot]'``). Figures are built
 without pyplot, so no display is needed; every function returns the
@@ -10,7 +14,7 @@ without pyplot, so no display is needed; every function returns the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,11 +22,27 @@ from migmon.errors import ConfigError
 from migmon.parse import Series, parse_file
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 __all__ = ["MatplotlibMissing", "plot_files", "plot_series"]
 
 INSTALL_HINT = "matplotlib is not installed; install it with: pip install 'mig_mon[plot]'"
+
+#: One line style per statistic, the same in every plot.
+STYLES = {
+    "total": "-",
+    "rate_mb_s": "-",
+    "load_pct": "-",
+    "avg_us": "-",
+    "p50_us": "-.",
+    "p99_us": "--",
+    "max_us": ":",
+}
+#: Multifd channels: thin lines in the input's colour, one dash pattern each.
+CHANNEL_STYLES = [(0, (5, 2)), (0, (2, 2)), (0, (8, 2, 2, 2)), (0, (1, 1))]
+#: How many label rows events that crowd one another are spread over.
+LABEL_ROWS = 4
 
 
 class MatplotlibMissing(ImportError):
@@ -34,80 +54,156 @@ def _figure(rows: int) -> Figure:
         from matplotlib.figure import Figure
     except ImportError:
         raise MatplotlibMissing(INSTALL_HINT) from None
-    fig = Figure(figsize=(11, 3.2 * rows), layout="constrained")
+    fig = Figure(figsize=(12, 3.2 * rows), layout="constrained")
     fig.subplots(rows, 1, sharex=True, squeeze=False)
     return fig
 
 
-def _finish(fig: Figure, title: str, many: bool) -> Figure:
+def _colour(i: int) -> str:
+    return f"C{i % 10}"
+
+
+def _groups(series: Sequence[Series]) -> Iterator[tuple[str, str, Series]]:
+    """(label, colour, series) per input, and per session of an input that
+    names several: each drawn apart, in a colour of its own."""
+    i = 0
+    many = len(series) > 1
+    for s in series:
+        sessions = sorted(set(s.sessions))
+        if len(sessions) <= 1:
+            yield (s.label if many else ""), _colour(i), s
+            i += 1
+            continue
+        for sess in sessions:
+            keep = [k for k, v in enumerate(s.sessions) if v == sess]
+            part = Series(s.kind, f"{s.label} session {sess}")
+            part.x = [s.x[k] for k in keep]
+            part.columns = {c: [v[k] for k in keep] for c, v in s.columns.items()}
+            yield part.label, _colour(i), part
+            i += 1
+
+
+def _name(group: str, stat: str) -> str:
+    return f"{group}: {stat}" if group else stat
+
+
+def _finish(fig: Figure, title: str) -> Figure:
     for ax in fig.axes:
         ax.grid(True, alpha=0.3)
-        if many or len(ax.get_lines()) > 1:
-            ax.legend(fontsize="small")
+        if len(ax.get_lines()) > 1:
+            # Outside the data, to the right of the axes.
+            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
     fig.axes[-1].set_xlabel("Time (s)")
     fig.suptitle(title)
     return fig
 
 
-def _plot_downtime(series: Sequence[Series], many: bool) -> Figure:
+def _from_zero(ax: Axes) -> None:
+    ax.set_ylim(bottom=0)
+
+
+def _latency_scale(ax: Axes) -> None:
+    ax.set_yscale("symlog", linthresh=1.0)
+    ax.set_ylim(bottom=0)
+
+
+def _plot_downtime(series: Sequence[Series]) -> Figure:
     fig = _figure(1)
     ax = fig.axes[0]
-    for s in series:
+    events = []
+    for group, colour, s in _groups(series):
         xs = [e[0] for e in s.events]
-        ys = [e[1] for e in s.events]
-        (line,) = ax.plot(xs, ys, "o-", label=s.label)
+        gaps = [e[1] for e in s.events]
+        ax.vlines(xs, 0, gaps, colors=colour, lw=1.5)
+        ax.plot(xs, gaps, linestyle="none", marker="o", color=colour, label=group or "event")
         for x, gap, blackout in s.events:
-            ax.annotate(
-                f"{blackout:.0f} ms", (x, gap), textcoords="offset points", xytext=(4, 6),
-                fontsize="x-small", color=line.get_color(),
-            )  # fmt: skip
-    ax.set_ylabel("Downtime gap (ms)")
-    return _finish(fig, "Network downtime events", many)
+            # The blackout is time without the network: shaded on the time axis.
+            ax.axvspan(x, x + blackout / 1000, color=colour, alpha=0.15, lw=0)
+            events.append((x, gap, blackout, colour))
+    rows = _label_events(ax, events)
+    ax.set_ylabel("Reply gap (ms)")
+    # Room above the highest stem for its label rows.
+    top = max((e[1] for e in events), default=1.0)
+    ax.set_ylim(0, top * (1.25 + 0.22 * rows))
+    return _finish(fig, "Network downtime events (stem: reply gap; shaded: blackout)")
 
 
-def _plot_dirty(series: Sequence[Series], many: bool) -> Figure:
+def _label_events(ax: Axes, events: list[tuple[float, float, float, str]]) -> int:
+    """Labels each event with its gap and blackout in a band above the
+    stems, joined to its marker by a thin line; events that crowd one
+    another take successive rows of the band, so no two labels overlap.
+    Returns how many rows were used."""
+    if not events:
+        return 0
+    events.sort()
+    span = (events[-1][0] - events[0][0]) or 1.0
+    top = max(e[1] for e in events)
+    row, last_x, used = 0, None, 1
+    for x, gap, blackout, colour in events:
+        crowded = last_x is not None and x - last_x < 0.1 * span
+        row = (row + 1) % LABEL_ROWS if crowded else 0
+        used = max(used, row + 1)
+        last_x = x
+        ax.annotate(
+            f"gap {gap:.0f} ms, blackout {blackout:.0f} ms",
+            (x, gap),
+            xytext=(x, top * (1.1 + 0.22 * row)),
+            fontsize="x-small",
+            color=colour,
+            arrowprops={"arrowstyle": "-", "color": colour, "lw": 0.5, "alpha": 0.6},
+        )
+    return used
+
+
+def _plot_dirty(series: Sequence[Series]) -> Figure:
     has_lat = any("p50_us" in s.columns for s in series)
     fig = _figure(3 if has_lat else 2)
     rate_ax, load_ax = fig.axes[0], fig.axes[1]
-    for s in series:
-        tag = f"{s.label}: " if many else ""
-        rate_ax.plot(s.x, s.columns.get("rate_mb_s", []), label=f"{tag}dirty rate")
-        load_ax.plot(s.x, s.columns.get("load_pct", []), label=f"{tag}load")
+    for group, colour, s in _groups(series):
+        rate_ax.plot(s.x, s.columns.get("rate_mb_s", []), "-", color=colour,
+                     label=_name(group, "dirty rate"))  # fmt: skip
+        load_ax.plot(s.x, s.columns.get("load_pct", []), "-", color=colour,
+                     label=_name(group, "load"))  # fmt: skip
         if has_lat and "p50_us" in s.columns:
-            lat_ax = fig.axes[2]
             for col in ("p50_us", "p99_us", "max_us"):
-                lat_ax.plot(s.x, s.columns[col], label=f"{tag}{col.removesuffix('_us')}")
+                fig.axes[2].plot(s.x, s.columns[col], STYLES[col], color=colour,
+                                 label=_name(group, col.removesuffix("_us")))  # fmt: skip
     rate_ax.set_ylabel("Dirty rate (MB/s)")
     load_ax.set_ylabel("Load (%)")
+    _from_zero(rate_ax)
+    _from_zero(load_ax)
     if has_lat:
         fig.axes[2].set_ylabel("Access latency (us)")
-        fig.axes[2].set_yscale("log")
-    return _finish(fig, "mm_dirty", many)
+        _latency_scale(fig.axes[2])
+    return _finish(fig, "mm_dirty")
 
 
-def _plot_vm_src(series: Sequence[Series], many: bool) -> Figure:
+def _plot_vm_src(series: Sequence[Series]) -> Figure:
     fig = _figure(1)
     ax = fig.axes[0]
-    for s in series:
-        tag = f"{s.label}: " if many else ""
-        ax.plot(s.x, s.columns["rate_mb_s"], label=f"{tag}total")
-        for name in sorted(k for k in s.columns if k.startswith("channel")):
-            ax.plot(s.x, s.columns[name], label=f"{tag}{name.removesuffix('_mb_s')}", lw=0.8)
+    for group, colour, s in _groups(series):
+        ax.plot(s.x, s.columns["rate_mb_s"], "-", color=colour, label=_name(group, "total"))
+        channels = sorted(k for k in s.columns if k.startswith("channel"))
+        for k, name in enumerate(channels):
+            ax.plot(s.x, s.columns[name], color=colour, lw=0.8, alpha=0.8,
+                    linestyle=CHANNEL_STYLES[k % len(CHANNEL_STYLES)],
+                    label=_name(group, name.removesuffix("_mb_s")))  # fmt: skip
     ax.set_ylabel("Precopy bandwidth (MB/s)")
-    return _finish(fig, "Precopy bandwidth", many)
+    _from_zero(ax)
+    return _finish(fig, "Precopy bandwidth")
 
 
-def _plot_vm_dst(series: Sequence[Series], many: bool) -> Figure:
+def _plot_vm_dst(series: Sequence[Series]) -> Figure:
     fig = _figure(1)
     ax = fig.axes[0]
-    for s in series:
-        tag = f"{s.label}: " if many else ""
+    for group, colour, s in _groups(series):
         for col in ("avg_us", "p50_us", "p99_us", "max_us"):
             if col in s.columns:
-                ax.plot(s.x, s.columns[col], label=f"{tag}{col.removesuffix('_us')}")
+                ax.plot(s.x, s.columns[col], STYLES[col], color=colour,
+                        label=_name(group, col.removesuffix("_us")))  # fmt: skip
     ax.set_ylabel("Page-request latency (us)")
-    ax.set_yscale("log")
-    return _finish(fig, "Postcopy page-request latency", many)
+    _latency_scale(ax)
+    return _finish(fig, "Postcopy page-request latency")
 
 
 _PLOTTERS: dict[str, Any] = {
@@ -130,7 +226,7 @@ def plot_series(series: Sequence[Series]) -> Figure:
         )
     if all(not s.x for s in series):
         raise ConfigError("no data points in " + ", ".join(s.label for s in series))
-    return _PLOTTERS[series[0].kind](series, len(series) > 1)  # type: ignore[no-any-return]
+    return _PLOTTERS[series[0].kind](series)  # type: ignore[no-any-return]
 
 
 def plot_files(paths: Sequence[str | Path]) -> Figure:

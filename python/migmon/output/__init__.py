@@ -26,7 +26,9 @@ class Series:
 
     ``x`` is seconds from the start of the run. ``columns`` holds the
     y values by name (units in the names: ``rate_mb_s``, ``p99_us``...);
-    ``events`` (downtime only) holds ``(x_s, gap_ms, blackout_ms)``.
+    ``events`` (downtime only) holds ``(x_s, gap_ms, blackout_ms)``;
+    ``sessions`` (a destination's, when it names them) the session of each
+    point, so that sessions are drawn apart.
     """
 
     kind: str
@@ -34,6 +36,7 @@ class Series:
     x: list[float] = field(default_factory=list)
     columns: dict[str, list[float]] = field(default_factory=dict)
     events: list[tuple[float, float, float]] = field(default_factory=list)
+    sessions: list[int] = field(default_factory=list)
 
     def add(self, x: float, **values: float) -> None:
         """Appends one point."""

@@ -31,6 +31,7 @@ SPEED_RE = re.compile(r"^Speed:\s*(\d+)\s*\(MB/s\)(?:,\s*channels:\s*([\d.\s]+)\
 LATENCY_RE = re.compile(
     r"^Latency:\s*average\s*(\d+)\s*\(us\),\s*max:\s*(\d+)\s*\(us\)"
     r"(?:,\s*p50:\s*([\d.]+)\s*p99:\s*([\d.]+)\s*\(us\))?"
+    r"(?:,\s*requests:\s*\d+)?(?:,\s*session:\s*(\d+))?"
 )
 
 
@@ -111,15 +112,21 @@ def parse_src_text(lines: list[str], label: str) -> Series:
 
 
 def parse_dst_text(lines: list[str], label: str) -> Series:
-    """A destination's ``Latency:`` lines as a series, one a second."""
+    """A destination's ``Latency:`` lines as a series, one a second per
+    session (a line names its session when several run at once)."""
     s = Series("vm_dst", label)
-    for i, line in enumerate(x for x in lines if LATENCY_RE.match(x)):
+    seen: dict[int, int] = {}
+    for line in lines:
         m = LATENCY_RE.match(line)
-        assert m is not None
+        if not m:
+            continue
+        session = int(m.group(5)) if m.group(5) is not None else 0
+        seen[session] = seen.get(session, 0) + 1
         values = {"avg_us": float(m.group(1)), "max_us": float(m.group(2))}
         if m.group(3) is not None:
             values |= {"p50_us": float(m.group(3)), "p99_us": float(m.group(4))}
-        s.add(float(i + 1), **values)
+        s.add(float(seen[session]), **values)
+        s.sessions.append(session)
     return s
 
 
@@ -148,4 +155,5 @@ def parse_dst_json(objs: list[dict[str, Any]], label: str) -> Series:
                 p50_us=lat["p50_ns"] / 1000,
                 p99_us=lat["p99_ns"] / 1000,
             )
+            s.sessions.append(int(o.get("session", 0)))
     return s
