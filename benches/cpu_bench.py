@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""What mig_mon costs the machine it measures: CPU time of each tool, side by
+side with the original C tool in one run (alternating rounds), and start-up
+time. Issue #10's targets are ratios to the original, so give its binary:
+
+    .venv/bin/python benches/cpu_bench.py --original /path/to/mig_mon [--seconds 8]
+
+CPU is user + system time from /proc/PID/stat, counted over a window that
+starts after start-up and prefault (as in shared/ORIGINAL.md): from second 2
+to second 2 + SECONDS. Without --original only our figures are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+TICK = os.sysconf("SC_CLK_TCK")
+OURS = [sys.executable, "-m", "migmon"]
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (all its threads)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def free_port(kind: int = socket.SOCK_DGRAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def window(cmd: list[str], seconds: float, warm: float = 2.0) -> float:
+    """CPU seconds `cmd` uses from second `warm` to `warm + seconds`."""
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(warm)
+        a = cpu_s(p.pid)
+        time.sleep(seconds)
+        return cpu_s(p.pid) - a
+    finally:
+        p.send_signal(signal.SIGINT)
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def with_peer(peer: list[str], cmd: list[str], seconds: float) -> float:
+    """CPU of `cmd` while `peer` runs (a server for a client, or a client
+    feeding a server)."""
+    q = subprocess.Popen(peer, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)
+        return window(cmd, seconds)
+    finally:
+        q.send_signal(signal.SIGINT)
+        try:
+            q.wait(10)
+        except subprocess.TimeoutExpired:
+            q.kill()
+
+
+def startup(cmd: list[str], runs: int = 15) -> float:
+    """Median wall time of `cmd`, ms."""
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times)
+
+
+def scenarios(orig: str | None, seconds: float) -> list[tuple[str, Callable[[list[str]], float]]]:
+    def dirty(rate: str, pattern: str) -> Callable[[list[str]], float]:
+        return lambda tool: window([*tool, "mm_dirty", "-m", "512", "-r", rate, "-p", pattern],
+                                   seconds)  # fmt: skip
+
+    def server_rr(tool: list[str]) -> float:
+        port = str(free_port())
+        # Our client drives both servers at 1 ms, so only the server differs.
+        return with_peer(
+            [*OURS, "client", "127.0.0.1", "1", "-p", port, "-q"],
+            [*tool, "server_rr", "-p", port],
+            seconds,
+        )
+
+    def client(tool: list[str]) -> float:
+        port = str(free_port())
+        # Against our echo server, the same for both clients.
+        name = "client_rr" if tool != OURS else "client"
+        return with_peer(
+            [*OURS, "server_rr", "-p", port, "-q"],
+            [*tool, name, "127.0.0.1", "1", "-p", port] if tool == OURS
+            else [*tool, name, "127.0.0.1", "1", "/dev/null", "-p", port],
+            seconds,
+        )  # fmt: skip
+
+    def idle_server(tool: list[str]) -> float:
+        return window([*tool, "server_rr", "-p", str(free_port())], seconds)
+
+    out: list[tuple[str, Callable[[list[str]], float]]] = []
+    for rate in ("20", "200", "2000"):
+        for pattern in ("sequential", "random"):
+            out.append((f"mm_dirty -r {rate} {pattern}", dirty(rate, pattern)))
+    out += [
+        ("server_rr at 1 ms probes", server_rr),
+        ("client at 1 ms", client),
+        ("idle server_rr", idle_server),
+    ]
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--original", help="the original mig_mon binary, for ratios")
+    ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--rounds", type=int, default=1)
+    a = ap.parse_args()
+    orig = [a.original] if a.original else None
+    print(f"CPU seconds over {a.seconds:g} s (start-up and prefault excluded)")
+    for name, fn in scenarios(a.original, a.seconds):
+        ours, theirs = [], []
+        for _ in range(a.rounds):
+            ours.append(fn(OURS))
+            if orig:
+                theirs.append(fn(orig))
+        o = statistics.median(ours)
+        line = f"  {name:28} ours {o:6.3f} s ({100 * o / a.seconds:5.2f}% of a core)"
+        if orig:
+            t = statistics.median(theirs)
+            line += f"  original {t:6.3f} s  ours-original {o - t:+.3f} s"
+            line += f" ({100 * (o - t) / a.seconds:+.2f}% of a core)"
+        print(line, flush=True)
+    print("Start-up, median of 15 runs:")
+    print(f"  mig_mon --version      {startup([*OURS[:1], '-m', 'migmon', '--version']):6.1f} ms")
+    script = os.path.join(os.path.dirname(sys.executable), "mig_mon")
+    if os.path.exists(script):
+        print(f"  mig_mon (script) -v    {startup([script, '--version']):6.1f} ms")
+        for sub in ("mm_dirty", "client", "vm"):
+            print(f"  mig_mon {sub} -h{'':{12 - len(sub)}}{startup([script, sub, '-h']):6.1f} ms")
+    print(f"  python -c pass         {startup([sys.executable, '-c', 'pass']):6.1f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
