@@ -81,9 +81,13 @@ def startup(cmd: list[str], runs: int = 15) -> float:
 
 
 def scenarios(orig: str | None, seconds: float) -> list[tuple[str, Callable[[list[str]], float]]]:
-    def dirty(rate: str, pattern: str) -> Callable[[list[str]], float]:
-        return lambda tool: window([*tool, "mm_dirty", "-m", "512", "-r", rate, "-p", pattern],
-                                   seconds)  # fmt: skip
+    def dirty(rate: str, pattern: str, pace: str = "") -> Callable[[list[str]], float]:
+        def f(tool: list[str]) -> float:
+            extra = ["--pace-ms", pace] if pace and tool == OURS else []
+            cmd = [*tool, "mm_dirty", "-m", "512", "-r", rate, "-p", pattern, *extra]
+            return window(cmd, seconds)
+
+        return f
 
     def server_rr(tool: list[str]) -> float:
         port = str(free_port())
@@ -112,6 +116,8 @@ def scenarios(orig: str | None, seconds: float) -> list[tuple[str, Callable[[lis
     for rate in ("20", "200", "2000"):
         for pattern in ("sequential", "random"):
             out.append((f"mm_dirty -r {rate} {pattern}", dirty(rate, pattern)))
+    for rate in ("200", "2000"):
+        out.append((f"mm_dirty -r {rate} --pace-ms 1000", dirty(rate, "sequential", "1000")))
     out += [
         ("server_rr at 1 ms probes", server_rr),
         ("client at 1 ms", client),
@@ -125,10 +131,14 @@ def main() -> int:
     ap.add_argument("--original", help="the original mig_mon binary, for ratios")
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--only", default="", help="run the scenarios whose name contains this")
+    ap.add_argument("--no-startup", action="store_true", help="skip the start-up figures")
     a = ap.parse_args()
     orig = [a.original] if a.original else None
     print(f"CPU seconds over {a.seconds:g} s (start-up and prefault excluded)")
     for name, fn in scenarios(a.original, a.seconds):
+        if a.only not in name:
+            continue
         ours, theirs = [], []
         for _ in range(a.rounds):
             ours.append(fn(OURS))
@@ -141,6 +151,8 @@ def main() -> int:
             line += f"  original {t:6.3f} s  ours-original {o - t:+.3f} s"
             line += f" ({100 * (o - t) / a.seconds:+.2f}% of a core)"
         print(line, flush=True)
+    if a.no_startup:
+        return 0
     print("Start-up, median of 15 runs:")
     print(f"  mig_mon --version      {startup([*OURS[:1], '-m', 'migmon', '--version']):6.1f} ms")
     script = os.path.join(os.path.dirname(sys.executable), "mig_mon")

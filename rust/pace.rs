@@ -7,12 +7,21 @@
 //! fault) catches up at most `max_lag` worth of work instead of bursting.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// A flag shared by a run's threads; set once to make all of them stop.
+/// Reading it is one atomic load (hot loops poll it); a thread that sleeps
+/// on it is woken by the stop itself, so sleeps need no polling slices.
 #[derive(Clone, Debug, Default)]
-pub struct StopFlag(Arc<AtomicBool>);
+pub struct StopFlag(Arc<StopInner>);
+
+#[derive(Debug, Default)]
+struct StopInner {
+    set: AtomicBool,
+    lock: Mutex<()>,
+    woken: Condvar,
+}
 
 impl StopFlag {
     /// A new, unset flag.
@@ -22,18 +31,22 @@ impl StopFlag {
 
     /// Asks every holder to stop.
     pub fn stop(&self) {
-        self.0.store(true, Ordering::Release);
+        self.0.set.store(true, Ordering::Release);
+        // Taking the lock orders the store before any sleeper's check.
+        let _g = self.0.lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.0.woken.notify_all();
     }
 
     /// True once [`StopFlag::stop`] was called.
     #[inline]
     pub fn is_set(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+        self.0.set.load(Ordering::Acquire)
     }
 
-    /// Sleeps until `deadline` or until the flag is set, whichever is first,
-    /// waking at least every `slice`. Returns true if the flag is set.
-    pub fn sleep_until(&self, deadline: Instant, slice: Duration) -> bool {
+    /// Sleeps until `deadline` or until the flag is set, whichever is
+    /// first, with no wake-up in between. Returns true if the flag is set.
+    pub fn sleep_until(&self, deadline: Instant) -> bool {
+        let mut g = self.0.lock.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if self.is_set() {
                 return true;
@@ -42,7 +55,12 @@ impl StopFlag {
             if now >= deadline {
                 return false;
             }
-            std::thread::sleep((deadline - now).min(slice));
+            g = self
+                .0
+                .woken
+                .wait_timeout(g, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 }
@@ -124,6 +142,18 @@ impl Pacer {
 
 static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
 
+/// CPU seconds (user + system) this process has used so far, all threads.
+pub fn process_cpu_s() -> f64 {
+    // SAFETY: getrusage writes into the struct we pass; RUSAGE_SELF is valid.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        ru
+    };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
 /// Nanoseconds on the monotonic clock since the process first asked; the
 /// time base of probe timestamps (only differences mean anything).
 pub fn mono_ns() -> u64 {
@@ -187,12 +217,7 @@ mod tests {
     fn stop_flag_wakes_sleeper() {
         let f = StopFlag::new();
         let g = f.clone();
-        let h = std::thread::spawn(move || {
-            g.sleep_until(
-                Instant::now() + Duration::from_secs(30),
-                Duration::from_millis(5),
-            )
-        });
+        let h = std::thread::spawn(move || g.sleep_until(Instant::now() + Duration::from_secs(30)));
         std::thread::sleep(Duration::from_millis(20));
         f.stop();
         assert!(h.join().unwrap());

@@ -270,7 +270,7 @@ impl Ticker {
         }
         let due = self.start + self.interval.saturating_mul(self.index as u32 + 1);
         let wake = self.end.map_or(due, |e| e.min(due));
-        if stop.sleep_until(wake, Duration::from_millis(20)) {
+        if stop.sleep_until(wake) {
             return None;
         }
         if self.end == Some(wake) {

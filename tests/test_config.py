@@ -80,3 +80,12 @@ def test_a_vm_field_is_declared_once() -> None:
     assert VmSourceConfig(host="x").connect_timeout_s == 10.0
     with pytest.raises(ConfigError, match="connect timeout"):
         c.replace(connect_timeout_s=0)
+
+
+def test_pace_step_range_and_the_tools_own_cpu() -> None:
+    for bad in (0.0, 0.01, 1001, float("nan")):
+        with pytest.raises(ConfigError, match="pace step"):
+            DirtyConfig(pace_ms=bad)
+    s = migmon.mm_dirty(16, 50, duration_s=0.5, pace_ms=5)
+    assert 0 < s.cpu_s < 0.5 and s.cpu_pct == pytest.approx(100 * s.cpu_s / s.duration_s)
+    assert 40 < s.rate_mb_s < 55

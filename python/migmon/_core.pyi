@@ -351,6 +351,9 @@ class DirtyConfig:
     def interval_s(self) -> float:
         """Seconds between samples (at least 0.01)."""
     @property
+    def pace_ms(self) -> float:
+        """Work per paced step, ms: each dirtying thread wakes once per step (0.05 to 1000; 1000 is the original's once-a-second burst)."""
+    @property
     def duration_s(self) -> float | None:
         """Stop by itself after this many seconds of dirtying; None = until stopped."""
     @property
@@ -359,7 +362,7 @@ class DirtyConfig:
     @property
     def seed(self) -> int | None:
         """Seed for the random pattern; None = from the clock."""
-    def __init__(self, *, size_mb: int | str = ..., rate_mb_s: int | str | None = ..., pattern: Literal["sequential", "random", "once"] = ..., page_size: Literal["4k", "2m", "1g", "thp"] = ..., threads: int = ..., record_latency: bool = ..., verify: bool = ..., interval_s: float = ..., duration_s: float | None = ..., force: bool = ..., seed: int | None = ...) -> None: ...
+    def __init__(self, *, size_mb: int | str = ..., rate_mb_s: int | str | None = ..., pattern: Literal["sequential", "random", "once"] = ..., page_size: Literal["4k", "2m", "1g", "thp"] = ..., threads: int = ..., record_latency: bool = ..., verify: bool = ..., interval_s: float = ..., pace_ms: float = ..., duration_s: float | None = ..., force: bool = ..., seed: int | None = ...) -> None: ...
     def replace(self, **changes: Any) -> Self:
         """A copy with the given fields changed (validated again)."""
     def to_dict(self) -> dict[str, Any]:
@@ -412,6 +415,12 @@ class DirtySummary:
     @property
     def intervals(self) -> int:
         """Number of full intervals reported."""
+    @property
+    def cpu_s(self) -> float:
+        """CPU this whole process used while dirtying, seconds (user + system): what the workload cost beyond its memory writes' own."""
+    @property
+    def cpu_pct(self) -> float:
+        """The same as a share of one core over the run, percent."""
     @property
     def completed_prefault(self) -> bool:
         """False when stopped before prefaulting finished."""

@@ -88,6 +88,10 @@ pub struct DirtyConfig {
     /// Seconds between samples (at least 0.01).
     #[serde(deserialize_with = "de::float")]
     pub interval_s: f64,
+    /// Work per paced step, ms: each dirtying thread wakes once per step
+    /// (0.05 to 1000; 1000 is the original's once-a-second burst).
+    #[serde(deserialize_with = "de::float")]
+    pub pace_ms: f64,
     /// Stop by itself after this many seconds of dirtying; None = until stopped.
     #[serde(deserialize_with = "de::opt_float")]
     pub duration_s: Option<f64>,
@@ -103,6 +107,10 @@ pub struct DirtyConfig {
 pub const MAX_THREADS: usize = 1024;
 /// Shortest sample interval, seconds.
 pub const MIN_INTERVAL_S: f64 = 0.01;
+/// The pace step's range, ms.
+pub const MIN_PACE_MS: f64 = 0.05;
+/// The pace step's range, ms.
+pub const MAX_PACE_MS: f64 = 1000.0;
 
 impl Default for DirtyConfig {
     fn default() -> Self {
@@ -115,6 +123,7 @@ impl Default for DirtyConfig {
             record_latency: false,
             verify: true,
             interval_s: 1.0,
+            pace_ms: 1.0,
             duration_s: None,
             force: false,
             seed: None,
@@ -152,6 +161,12 @@ impl DirtyConfig {
         }
         self.interval()?;
         self.duration()?;
+        if !(MIN_PACE_MS..=MAX_PACE_MS).contains(&self.pace_ms) {
+            return Err(Error::config(format!(
+                "the pace step must be between {MIN_PACE_MS} and {MAX_PACE_MS} ms, not {}",
+                self.pace_ms
+            )));
+        }
         if !(self.size_mb * MB).is_multiple_of(self.page_size.bytes()) {
             return Err(Error::config(format!(
                 "memory size {} MB is not a multiple of the {} page size",
@@ -236,6 +251,11 @@ pub struct DirtySummary {
     pub rate_mb_s: f64,
     /// Number of full intervals reported.
     pub intervals: u64,
+    /// CPU this whole process used while dirtying, seconds (user + system):
+    /// what the workload cost beyond its memory writes' own.
+    pub cpu_s: f64,
+    /// The same as a share of one core over the run, percent.
+    pub cpu_pct: f64,
     /// False when stopped before prefaulting finished.
     pub completed_prefault: bool,
     /// True when the final integrity check ran (verification on and
@@ -261,6 +281,8 @@ impl DirtySummary {
             bytes: 0,
             rate_mb_s: 0.0,
             intervals: 0,
+            cpu_s: 0.0,
+            cpu_pct: 0.0,
             completed_prefault: false,
             verified: false,
             verified_pages: 0,
@@ -400,6 +422,7 @@ fn run(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0x5eed, |d| d.as_nanos() as u64)
     });
+    let cpu_start = crate::pace::process_cpu_s();
     let start = Instant::now();
     let mut ticker = Ticker::new(start, interval, duration);
     let mut samples = Vec::new();
@@ -418,6 +441,7 @@ fn run(
                     verify: cfg.verify,
                     latency: cfg.record_latency,
                     rate_steps,
+                    pace_s: cfg.pace_ms / 1000.0,
                     seed: seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
                     stop: &ctx.stop,
                     stats: st,
@@ -442,6 +466,7 @@ fn run(
             .collect()
     });
     let duration_s = start.elapsed().as_secs_f64();
+    let cpu_s = crate::pace::process_cpu_s() - cpu_start;
     let mut verified_pages = 0;
     for r in results {
         verified_pages += r?;
@@ -462,6 +487,12 @@ fn run(
             0.0
         },
         intervals: samples.len() as u64,
+        cpu_s,
+        cpu_pct: if duration_s > 0.0 {
+            100.0 * cpu_s / duration_s
+        } else {
+            0.0
+        },
         completed_prefault: true,
         verified: cfg.verify,
         verified_pages,

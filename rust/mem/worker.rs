@@ -96,6 +96,8 @@ pub(crate) struct Job<'a> {
     pub latency: bool,
     /// Steps per second for this worker; None = as fast as possible.
     pub rate_steps: Option<f64>,
+    /// Work per paced step (one wake-up each), seconds.
+    pub pace_s: f64,
     pub seed: u64,
     pub stop: &'a StopFlag,
     pub stats: &'a WorkerStats,
@@ -162,10 +164,10 @@ impl Job<'_> {
         tighten_timer_slack();
         let mut st = self.initial_state();
         if self.pattern == Pattern::Once {
-            while !self.stop.sleep_until(
-                Instant::now() + Duration::from_secs(3600),
-                Duration::from_millis(20),
-            ) {}
+            while !self
+                .stop
+                .sleep_until(Instant::now() + Duration::from_secs(3600))
+            {}
         } else {
             match (self.verify, self.latency) {
                 (true, true) => self.dirty_loop::<true, true>(&mut st)?,
@@ -185,9 +187,9 @@ impl Job<'_> {
     fn dirty_loop<const VERIFY: bool, const LAT: bool>(&self, st: &mut State) -> Result<()> {
         let mut rec = TickRecorder::new();
         let chunk = match self.rate_steps {
-            // About 0.1 ms of work per chunk, so every 10 ms
-            // window holds many paced chunks.
-            Some(r) => ((r * 0.0001) as u64).clamp(1, MAX_CHUNK),
+            // One pace step's worth of pages, then one sleep: the wake-ups
+            // per second are 1 / pace_s, whatever the rate.
+            Some(r) => ((r * self.pace_s) as u64).max(1),
             None => MAX_CHUNK,
         };
         let start = Instant::now();
@@ -393,6 +395,7 @@ impl<'a> Kernel<'a> {
             verify,
             latency,
             rate_steps: None,
+            pace_s: 0.001,
             seed: 0x1234_5678,
             stop: &env.stop,
             stats: &env.stats,

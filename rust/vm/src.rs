@@ -511,7 +511,7 @@ fn pace(p: &mut Option<Pacer>, bytes: u64, stop: &StopFlag) {
     if let Some(p) = p.as_mut() {
         let wait = p.advance(bytes, Instant::now());
         if !wait.is_zero() {
-            stop.sleep_until(Instant::now() + wait, Duration::from_millis(50));
+            stop.sleep_until(Instant::now() + wait);
         }
     }
 }

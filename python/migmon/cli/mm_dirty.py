@@ -45,6 +45,7 @@ _FLAGS = {
     "page_size": "-P/--page-size",
     "threads": "-T/--threads",
     "interval_s": "--interval",
+    "pace_ms": "--pace-ms",
     "duration_s": "--duration",
     "seed": "--seed",
 }
@@ -133,6 +134,15 @@ def mm_dirty_command(
         bool, typer.Option("--force", help="Skip the available-memory check.")
     ] = False,
     interval: IntervalOpt = 1.0,
+    pace_ms: Annotated[
+        float,
+        typer.Option(
+            "--pace-ms",
+            metavar="MS",
+            help="Work per paced step: each thread wakes once per step (1000: the "
+            "original's once-a-second burst; smaller: smoother, more wake-ups).",
+        ),
+    ] = 1.0,
     seed: Annotated[
         int | None,
         typer.Option(
@@ -159,6 +169,7 @@ def mm_dirty_command(
         verify=not no_verify,
         duration_s=duration,
         interval_s=interval,
+        pace_ms=pace_ms,
         force=force,
         seed=seed,
     )

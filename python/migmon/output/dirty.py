@@ -81,6 +81,8 @@ def summary_lines(s: DirtySummary) -> list[str]:
         f"Summary: dirtied {mb:.0f} MB in {s.duration_s:.3f} s, "
         f"average {s.rate_mb_s:.0f} (MB/s), prefault {s.prefault_s:.3f} s",
     ]
+    if s.completed_prefault:
+        lines.append(f"CPU (mig_mon itself): {s.cpu_s:.3f} s, {s.cpu_pct:.2f}% of a core")
     if s.samples:
         rates = [x.rate_mb_s for x in s.samples]
         lines.append(
