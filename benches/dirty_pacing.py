@@ -10,11 +10,12 @@ summed) within 2%. From outside (a referee the tool does not control): every
 second this script reads the whole region through /proc/PID/mem and counts
 the pages whose byte changed since the last read (every write changes it);
 the region is larger than a second of writes, so no page is written twice
-in a window. Reading 64 MB takes ~50 ms, so the outside view is good to a
-few percent per second, not per 100 ms. (The kernel's soft-dirty bits would be the natural referee; this
-kernel is built without them.) CPU: the process's user + system time over
-the window, with 10 ms sampling on, so it is not the default run's cost
-(benches/cpu_bench.py measures that). Needs root (/proc/PID/mem).
+in a window. Reading 256 MB takes ~200 ms, so the outside view is good to a
+few percent per second, not per 100 ms. (The kernel's soft-dirty bits
+would be the natural referee; this kernel is built without them.) CPU: the
+process's user + system time over the window, with 10 ms sampling on, so it
+is not the default run's cost (benches/cpu_bench.py measures that). Needs
+root (/proc/PID/mem).
 """
 
 from __future__ import annotations
