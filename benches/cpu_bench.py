@@ -89,28 +89,35 @@ def scenarios(orig: str | None, seconds: float) -> list[tuple[str, Callable[[lis
 
         return f
 
+    # The original has no port option: it listens on 12323 in the wrong byte
+    # order, 9008 on the wire. Ours is told the port.
+    def port_args(tool: list[str], port: str) -> list[str]:
+        return ["-p", port] if tool == OURS else []
+
+    def port_for(tool: list[str]) -> str:
+        return str(free_port()) if tool == OURS else "9008"
+
     def server_rr(tool: list[str]) -> float:
-        port = str(free_port())
+        port = port_for(tool)
         # Our client drives both servers at 1 ms, so only the server differs.
         return with_peer(
             [*OURS, "client", "127.0.0.1", "1", "-p", port, "-q"],
-            [*tool, "server_rr", "-p", port],
+            [*tool, "server_rr", *port_args(tool, port)],
             seconds,
         )
 
     def client(tool: list[str]) -> float:
-        port = str(free_port())
+        port = port_for(tool)
         # Against our echo server, the same for both clients.
-        name = "client_rr" if tool != OURS else "client"
-        return with_peer(
-            [*OURS, "server_rr", "-p", port, "-q"],
-            [*tool, name, "127.0.0.1", "1", "-p", port] if tool == OURS
-            else [*tool, name, "127.0.0.1", "1", "/dev/null", "-p", port],
-            seconds,
-        )  # fmt: skip
+        cmd = (
+            [*tool, "client", "127.0.0.1", "1", "-p", port]
+            if tool == OURS
+            else [*tool, "client_rr", "127.0.0.1", "1", "/dev/null"]
+        )
+        return with_peer([*OURS, "server_rr", "-p", port, "-q"], cmd, seconds)
 
     def idle_server(tool: list[str]) -> float:
-        return window([*tool, "server_rr", "-p", str(free_port())], seconds)
+        return window([*tool, "server_rr", *port_args(tool, port_for(tool))], seconds)
 
     out: list[tuple[str, Callable[[list[str]], float]]] = []
     for rate in ("20", "200", "2000"):

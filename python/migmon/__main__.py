@@ -1,5 +1,5 @@
 """``python -m migmon``: the same as the ``mig_mon`` command."""
 
-from migmon.cli import run
+from migmon._entry import run
 
 run()

@@ -61,6 +61,9 @@ class EchoStats:
     @property
     def clients(self) -> int:
         """Distinct senders seen (capped at 65536)."""
+    @property
+    def loops_dropped(self) -> int:
+        """Datagrams not answered because they were our own replies coming back (from ourselves, or bounced by another echo server)."""
     def to_dict(self) -> dict[str, Any]:
         """Every field, under the same keys as the JSON output."""
 

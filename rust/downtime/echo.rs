@@ -4,6 +4,8 @@
 //! datagram or a failed reply costs nothing but a counter.
 
 use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
+use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -13,8 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::downtime::wire::Probe;
 use crate::error::{Error, Result};
+use crate::pace::mono_ns;
 use crate::run::{Background, Ctx};
-use crate::sock::{bind_udp, canonical, wait_readable};
+use crate::sock::{bind_udp, canonical};
 use crate::units::{self, de};
 
 /// A UDP server's configuration (`server_rr`; `server` adds a threshold).
@@ -85,6 +88,9 @@ pub struct EchoStats {
     pub send_errors: u64,
     /// Distinct senders seen (capped at 65536).
     pub clients: u64,
+    /// Datagrams not answered because they were our own replies coming
+    /// back (from ourselves, or bounced by another echo server).
+    pub loops_dropped: u64,
 }
 
 #[derive(Default)]
@@ -94,6 +100,7 @@ struct Counters {
     probes: AtomicU64,
     send_errors: AtomicU64,
     clients: AtomicU64,
+    loops_dropped: AtomicU64,
 }
 
 impl Counters {
@@ -104,6 +111,7 @@ impl Counters {
             probes: self.probes.load(Ordering::Relaxed),
             send_errors: self.send_errors.load(Ordering::Relaxed),
             clients: self.clients.load(Ordering::Relaxed),
+            loops_dropped: self.loops_dropped.load(Ordering::Relaxed),
         }
     }
 }
@@ -152,32 +160,100 @@ impl EchoServer {
     }
 }
 
+/// A reply loop is our own reply coming back from where we sent it, sooner
+/// than any client paces its probes: two echo servers answering each other,
+/// or a datagram spoofed from our own address. A client's next probe (the
+/// original's are always "echo", the same bytes) comes an interval after our
+/// reply, at least a millisecond less its round trip.
+const LOOP_WINDOW_NS: u64 = 300_000;
+/// Slots of the table of last replies (by peer hash; a collision only
+/// forgets a peer's last reply).
+const LAST_REPLIES: usize = 4096;
+/// How long a receive blocks before the stop flag is looked at again.
+const RECV_SLICE: Duration = Duration::from_millis(100);
+
+#[derive(Clone, Copy, Default)]
+struct LastReply {
+    peer: Option<SocketAddr>,
+    content: u64,
+    at_ns: u64,
+}
+
+fn hash_of<T: Hash + ?Sized>(v: &T) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    v.hash(&mut h);
+    h.finish()
+}
+
+/// Echoes until stopped: one blocking receive and one send per datagram
+/// (the original's two system calls), the stop flag looked at after every
+/// datagram and at least every 100 ms, whatever the traffic.
 fn serve(sock: &UdpSocket, ctx: &Ctx<NewClient>, c: &Counters, end: Option<Instant>) {
     let mut buf = vec![0u8; 65_536];
     let mut seen: HashSet<SocketAddr> = HashSet::new();
-    let _ = sock.set_nonblocking(true);
+    let mut last = vec![LastReply::default(); LAST_REPLIES];
+    let local = sock.local_addr().ok().map(canonical);
+    // Our own address as a sender: a datagram spoofed to loop on itself.
+    let is_self = |peer: SocketAddr| {
+        local.is_some_and(|l| {
+            peer.port() == l.port()
+                && if l.ip().is_unspecified() {
+                    peer.ip().is_loopback()
+                } else {
+                    peer.ip() == l.ip()
+                }
+        })
+    };
+    let _ = sock.set_nonblocking(false);
+    let _ = sock.set_read_timeout(Some(RECV_SLICE));
+    let mut errors = 0u32;
     while !ctx.stop.is_set() && end.is_none_or(|e| Instant::now() < e) {
-        if !wait_readable(sock, Duration::from_millis(100)) {
+        let (n, from) = match sock.recv_from(&mut buf) {
+            Ok(x) => x,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            // An ICMP error for an earlier reply belongs to no datagram;
+            // anything else that repeats must not become a busy loop.
+            Err(_) => {
+                errors = errors.saturating_add(1);
+                if errors > 100 {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                continue;
+            }
+        };
+        errors = 0;
+        c.packets.fetch_add(1, Ordering::Relaxed);
+        c.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        let data = &buf[..n];
+        if Probe::decode(data).is_some() {
+            c.probes.fetch_add(1, Ordering::Relaxed);
+        }
+        let peer = canonical(from);
+        let now = mono_ns();
+        let slot = &mut last[(hash_of(&peer) as usize) % LAST_REPLIES];
+        let content = hash_of(data);
+        let looped = is_self(peer)
+            || (slot.peer == Some(peer)
+                && slot.content == content
+                && now.saturating_sub(slot.at_ns) < LOOP_WINDOW_NS);
+        if looped {
+            c.loops_dropped.fetch_add(1, Ordering::Relaxed);
             continue;
         }
-        // Drain everything queued (a resumed guest has a burst waiting).
-        // WouldBlock ends the drain; other errors (an ICMP error for an
-        // earlier reply) belong to no one datagram: keep serving.
-        while let Ok((n, from)) = sock.recv_from(&mut buf) {
-            c.packets.fetch_add(1, Ordering::Relaxed);
-            c.bytes.fetch_add(n as u64, Ordering::Relaxed);
-            if Probe::decode(&buf[..n]).is_some() {
-                c.probes.fetch_add(1, Ordering::Relaxed);
-            }
-            if sock.send_to(&buf[..n], from).is_err() {
-                c.send_errors.fetch_add(1, Ordering::Relaxed);
-            }
-            if seen.len() < MAX_TRACKED_CLIENTS && seen.insert(from) {
-                c.clients.fetch_add(1, Ordering::Relaxed);
-                ctx.send(NewClient {
-                    peer: canonical(from).to_string(),
-                });
-            }
+        if sock.send_to(data, from).is_err() {
+            c.send_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        *slot = LastReply {
+            peer: Some(peer),
+            content,
+            at_ns: mono_ns(),
+        };
+        if seen.len() < MAX_TRACKED_CLIENTS && seen.insert(from) {
+            c.clients.fetch_add(1, Ordering::Relaxed);
+            ctx.send(NewClient {
+                peer: peer.to_string(),
+            });
         }
     }
 }
@@ -209,10 +285,57 @@ mod tests {
             assert_eq!(&buf[..n], msg);
         }
         let s = srv.background().stop().unwrap();
+        assert_eq!(s.loops_dropped, 0);
         assert_eq!(srv.background().stop().unwrap(), s);
         assert!(srv.background().next(Duration::ZERO).is_some());
         assert_eq!(s.packets, 4);
         assert_eq!(s.probes, 1);
         assert_eq!(s.clients, 1);
+    }
+}
+
+#[cfg(test)]
+mod loop_tests {
+    use super::*;
+
+    #[test]
+    fn a_reply_loop_with_another_echo_server_dies_out() {
+        let a = EchoServer::start(EchoServerConfig {
+            bind: Some("127.0.0.1".into()),
+            port: 0,
+            duration_s: None,
+        })
+        .unwrap();
+        // Another echo server, as fast as one can be: it sends back at
+        // once whatever arrives.
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        b.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        b.send_to(b"echo", a.local_addr()).unwrap();
+        let mut bounces = 0;
+        let mut buf = [0u8; 64];
+        while let Ok((n, from)) = b.recv_from(&mut buf) {
+            bounces += 1;
+            b.send_to(&buf[..n], from).unwrap();
+            assert!(bounces < 100, "the loop goes on");
+        }
+        let s = a.background().stop().unwrap();
+        assert_eq!(bounces, 1, "{s:?}");
+        assert_eq!(s.loops_dropped, 1);
+        // A client whose next probe comes a millisecond later is answered.
+        let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let a = EchoServer::start(EchoServerConfig {
+            bind: Some("127.0.0.1".into()),
+            port: 0,
+            duration_s: None,
+        })
+        .unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        for _ in 0..5 {
+            c.send_to(b"echo", a.local_addr()).unwrap();
+            assert_eq!(c.recv_from(&mut buf).unwrap().0, 4);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(a.background().stop().unwrap().loops_dropped, 0);
     }
 }

@@ -17,23 +17,26 @@ import typer
 
 from migmon import __version__
 from migmon.cli._common import EXIT_CORRUPTION, EXIT_USAGE, fail_line
-from migmon.cli.downtime import client_command, server_command, server_rr_command
-from migmon.cli.mm_dirty import mm_dirty_command
-from migmon.cli.plot import plot_command
-from migmon.cli.vm import vm_command
 from migmon.errors import ConfigError, CorruptionError, MigmonError
 
-__all__ = ["app", "main"]
+__all__ = ["build_app", "main"]
 
-app = typer.Typer(
-    name="mig_mon",
-    help="mig_mon: a toolset for VM live-migration testing and debugging.",
-    context_settings={"help_option_names": ["-h", "--help"]},
-    no_args_is_help=True,
-    add_completion=True,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-)
+
+def _new_app() -> typer.Typer:
+    return typer.Typer(
+        name="mig_mon",
+        help="mig_mon: a toolset for VM live-migration testing and debugging.",
+        context_settings={"help_option_names": ["-h", "--help"]},
+        no_args_is_help=True,
+        add_completion=True,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+    )
+
+
+def _examples(*lines: str) -> str:
+    # "\b" keeps click from re-wrapping the example lines.
+    return "\b\nExamples:\n" + "\n".join(f"  {x}" for x in lines)
 
 
 def _version(value: bool) -> None:
@@ -42,7 +45,6 @@ def _version(value: bool) -> None:
         raise typer.Exit(0)
 
 
-@app.callback()
 def _root(
     version: bool = typer.Option(
         False,
@@ -56,15 +58,12 @@ def _root(
     """mig_mon: a toolset for VM live-migration testing and debugging."""
 
 
-def _examples(*lines: str) -> str:
-    # "\b" keeps click from re-wrapping the example lines.
-    return "\b\nExamples:\n" + "\n".join(f"  {x}" for x in lines)
-
-
-_COMMANDS: list[tuple[str, Callable[..., int], str, str]] = [
+#: (name, "module:function", short help, epilog): a command's module is
+#: imported only when that command runs, so start-up stays short.
+_COMMANDS: list[tuple[str, str, str, str]] = [
     (
         "mm_dirty",
-        mm_dirty_command,
+        "migmon.cli.mm_dirty:mm_dirty_command",
         "Generate a constant memory dirty workload (with integrity check and latencies).",
         _examples(
             "mig_mon mm_dirty -m 1G -r 500            # 500 MB/s over 1 GB, until Ctrl-C",
@@ -74,7 +73,7 @@ _COMMANDS: list[tuple[str, Callable[..., int], str, str]] = [
     ),
     (
         "vm",
-        vm_command,
+        "migmon.cli.vm:vm_command",
         "Emulate live-migration TCP streams (precopy, postcopy, multifd, preempt).",
         _examples(
             "mig_mon vm -d                             # on the destination host",
@@ -84,7 +83,7 @@ _COMMANDS: list[tuple[str, Callable[..., int], str, str]] = [
     ),
     (
         "plot",
-        plot_command,
+        "migmon.cli.plot:plot_command",
         "Plot runs: downtime, dirty rate and latency, bandwidth.",
         _examples(
             "mig_mon plot dirty.json                   # writes dirty.png",
@@ -93,19 +92,19 @@ _COMMANDS: list[tuple[str, Callable[..., int], str, str]] = [
     ),
     (
         "server",
-        server_command,
+        "migmon.cli.downtime:server_command",
         "One-way UDP receiver (in the guest): logs gaps between packets.",
         _examples("mig_mon server /tmp/spike.log           # then: client GUEST 10 --one-way"),
     ),
     (
         "server_rr",
-        server_rr_command,
+        "migmon.cli.downtime:server_rr_command",
         "UDP echo server (in the guest) for 'client'.",
         _examples("mig_mon server_rr                          # then: client GUEST 10"),
     ),
     (
         "client",
-        client_command,
+        "migmon.cli.downtime:client_command",
         "Probe an echo server and report network downtime (round trip; --one-way).",
         _examples(
             "mig_mon client GUEST 10 /tmp/spike.log     # a probe every 10 ms",
@@ -114,14 +113,27 @@ _COMMANDS: list[tuple[str, Callable[..., int], str, str]] = [
     ),
     (
         "client_rr",
-        client_command,
+        "migmon.cli.downtime:client_command",
         "The same as 'client' (the original's name for it).",
         _examples("mig_mon client_rr GUEST 10"),
     ),
 ]
 
-for _name, _fn, _help, _epilog in _COMMANDS:
-    app.command(_name, short_help=_help, epilog=_epilog, no_args_is_help=False)(_fn)
+
+def build_app(only: str | None = None) -> typer.Typer:
+    """The typer app with every command, or only with ``only`` (the one
+    about to run: the others' modules are not imported)."""
+    import importlib
+
+    app = _new_app()
+    app.callback()(_root)
+    for name, target, short, epilog in _COMMANDS:
+        if only is not None and name != only:
+            continue
+        module, func = target.split(":")
+        fn: Callable[..., int] = getattr(importlib.import_module(module), func)
+        app.command(name, short_help=short, epilog=epilog, no_args_is_help=False)(fn)
+    return app
 
 
 def _plain_arguments(cmd: Any) -> None:
@@ -134,13 +146,17 @@ def _plain_arguments(cmd: Any) -> None:
                 continue
             name = p.metavar or p.name.upper()
             usage = name if p.required else f"[{name}]"
-            p._usage_display_name = lambda usage=usage: usage
-            p.display_type_rich = lambda ctx: None
+            p.get_usage_pieces = lambda ctx, usage=usage: [usage]
+            if hasattr(p, "display_type_rich"):
+                p.display_type_rich = lambda ctx: None
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``mig_mon`` script; returns the exit code."""
-    cmd = typer.main.get_command(app)
+    args = sys.argv[1:] if argv is None else argv
+    names = {c[0] for c in _COMMANDS}
+    only = args[0] if args and args[0] in names else None
+    cmd = typer.main.get_command(build_app(only))
     _plain_arguments(cmd)
     try:
         rv = cmd.main(args=argv, prog_name="mig_mon", standalone_mode=False)

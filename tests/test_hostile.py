@@ -1,0 +1,115 @@
+"""Hostile peers against the servers: a datagram spoofed to loop on the
+server itself, a flood while it is asked to stop. The server must stay
+cheap, keep serving others and stop when told, whatever the traffic."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import struct
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import MIG_MON, free_port
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    s = (s >> 16) + (s & 0xFFFF)
+    s += s >> 16
+    return ~s & 0xFFFF
+
+
+def spoof_udp(src: tuple[str, int], dst: tuple[str, int], payload: bytes) -> None:
+    """One IPv4 UDP datagram with a forged source (raw socket: root)."""
+    saddr, daddr = socket.inet_aton(src[0]), socket.inet_aton(dst[0])
+    udp_len = 8 + len(payload)
+    pseudo = saddr + daddr + struct.pack("!BBH", 0, socket.IPPROTO_UDP, udp_len)
+    udp = struct.pack("!HHHH", src[1], dst[1], udp_len, 0) + payload
+    udp = udp[:6] + struct.pack("!H", checksum(pseudo + udp)) + udp[8:]
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + udp_len, 0, 0, 64,
+                     socket.IPPROTO_UDP, 0, saddr, daddr)  # fmt: skip
+    ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
+    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW) as s:
+        s.sendto(ip + udp, (dst[0], 0))
+
+
+@pytest.fixture
+def echo_server() -> tuple[subprocess.Popen[str], int]:
+    port = free_port(socket.SOCK_DGRAM)
+    proc = subprocess.Popen([*MIG_MON, "server_rr", "-p", str(port)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    time.sleep(1.0)
+    yield proc, port
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.root
+def test_a_datagram_spoofed_from_the_server_itself_does_not_loop(
+    echo_server: tuple[subprocess.Popen[str], int],
+) -> None:
+    proc, port = echo_server
+    c0 = cpu_s(proc.pid)
+    spoof_udp(("127.0.0.1", port), ("127.0.0.1", port), b"echo")
+    time.sleep(2.0)
+    burned = cpu_s(proc.pid) - c0
+    assert burned < 0.3, f"the server spent {burned:.2f} s of CPU in 2 s"
+    # It still answers a real client.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c:
+        c.settimeout(2)
+        c.sendto(b"hello", ("127.0.0.1", port))
+        assert c.recvfrom(64)[0] == b"hello"
+    t = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=5)
+    assert time.monotonic() - t < 2.0
+    assert proc.returncode == 0, err
+    assert "Summary: echoed" in out
+
+
+def test_a_flooded_server_stops_when_told(echo_server: tuple[subprocess.Popen[str], int]) -> None:
+    proc, port = echo_server
+    stop = threading.Event()
+
+    def flood() -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.setblocking(False)
+            while not stop.is_set():
+                try:
+                    s.sendto(b"x" * 64, ("127.0.0.1", port))
+                    s.recvfrom(64)
+                except (BlockingIOError, ConnectionRefusedError):
+                    pass
+
+    threads = [threading.Thread(target=flood) for _ in range(2)]
+    for th in threads:
+        th.start()
+    try:
+        time.sleep(1.0)
+        t = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=10)
+        took = time.monotonic() - t
+    finally:
+        stop.set()
+        for th in threads:
+            th.join()
+    assert took < 2.0, f"took {took:.2f} s to stop under a flood"
+    assert proc.returncode == 0, err
+    assert "Summary: echoed" in out
