@@ -160,6 +160,16 @@ pub fn mono_ns() -> u64 {
     EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
 
+/// A wall-clock time (Unix ns, as the kernel stamps packets) on the
+/// [`mono_ns`] time base.
+pub fn wall_to_mono(wall_ns: u64) -> u64 {
+    let now_mono = mono_ns();
+    let now_wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    now_mono.saturating_sub(now_wall.saturating_sub(wall_ns))
+}
+
 /// The wall-clock time (Unix seconds) at which [`mono_ns`] read `at_ns`.
 pub fn unix_at(at_ns: u64) -> f64 {
     let now_mono = mono_ns();

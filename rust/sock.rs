@@ -164,9 +164,90 @@ pub fn wait_readable(sock: &impl std::os::fd::AsRawFd, timeout: std::time::Durat
     rc > 0
 }
 
+/// Asks the kernel to stamp every datagram `sock` receives with its
+/// arrival time (SO_TIMESTAMPNS), read back by [`recv_stamped`].
+pub fn enable_rx_timestamps(sock: &impl std::os::fd::AsRawFd) -> bool {
+    let on: libc::c_int = 1;
+    // SAFETY: a valid socket and a c_int option value of the right size.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    rc == 0
+}
+
+/// Receives one datagram on a connected socket without blocking, with the
+/// kernel's arrival stamp when there is one: wall-clock ns (CLOCK_REALTIME).
+/// Time spent before this call (the thread was not running) is then not
+/// counted as network time.
+pub fn recv_stamped(
+    sock: &impl std::os::fd::AsRawFd,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, Option<u64>)> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // Room for one SCM_TIMESTAMPNS control message.
+    let mut control = [0u64; 8];
+    // SAFETY: msghdr is plain data; all-zero is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: msg points at our iovec and control buffer, both alive for
+    // the call; the kernel writes at most their stated lengths.
+    let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut stamp = None;
+    // SAFETY: walking the control messages the kernel wrote into `control`
+    // with the CMSG macros, which stay inside msg_controllen.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                stamp = Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64);
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    Ok((n as usize, stamp))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn received_datagrams_carry_the_kernels_arrival_time() {
+        let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        a.connect(b.local_addr().unwrap()).unwrap();
+        assert!(enable_rx_timestamps(&a));
+        b.send_to(b"hi", a.local_addr().unwrap()).unwrap();
+        let sent = std::time::SystemTime::now();
+        // Read it late: the stamp is when it arrived, not when we read.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let mut buf = [0u8; 16];
+        let (n, stamp) = recv_stamped(&a, &mut buf).unwrap();
+        assert_eq!(&buf[..n], b"hi");
+        let sent_ns = sent
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        let stamp = stamp.expect("a stamp");
+        assert!(stamp.abs_diff(sent_ns) < 20_000_000, "{stamp} vs {sent_ns}");
+        assert!(recv_stamped(&a, &mut buf).is_err()); // nothing more: EAGAIN
+    }
 
     #[test]
     fn resolves_literals_and_localhost() {

@@ -397,3 +397,68 @@ def test_ipv6_and_dual_stack() -> None:
         for host in ("127.0.0.1", "::1", "localhost"):
             r = migmon.probe(host, 5, port=srv.port, count=10)
             assert r.received == 10, host
+
+
+# ---- the client knows its own faults -------------------------------------------
+
+
+def test_a_first_reply_gap_of_zero_does_not_make_every_probe_a_spike() -> None:
+    # An echo server that holds the first reply and sends it with the
+    # second: the first two replies arrive together (a gap of 0 ms).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        held = None
+        while not stop.is_set():
+            try:
+                data, peer = sock.recvfrom(256)
+            except TimeoutError:
+                continue
+            if held is None and struct.unpack("<Q", data[8:16])[0] == 0:
+                held = data
+                continue
+            if held is not None:
+                sock.sendto(held, peer)
+                held = b""
+            sock.sendto(data, peer)
+
+    th = threading.Thread(target=serve)
+    th.start()
+    try:
+        r = migmon.probe("127.0.0.1", 5, port=sock.getsockname()[1], count=120)
+    finally:
+        stop.set()
+        th.join()
+        sock.close()
+    assert r.received == 120
+    assert r.threshold_ms is not None and r.threshold_ms >= 10.0, r.threshold_ms
+    assert len(r.events) == 0, [e.gap_ms for e in r.events]
+
+
+def test_a_stalled_client_says_the_gap_is_its_own(
+    echo_proc: tuple[subprocess.Popen[str], int],
+) -> None:
+    _, port = echo_proc
+    p = subprocess.Popen(
+        [*MIG_MON, "client", "127.0.0.1", "5", "-p", str(port), "--duration", "3", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.2)
+    os.kill(p.pid, signal.SIGSTOP)
+    time.sleep(0.08)
+    os.kill(p.pid, signal.SIGCONT)
+    out, err = p.communicate(timeout=20)
+    assert p.returncode == 0, err
+    objs = json_lines(out)
+    summary = objs[-1]
+    events = [o for o in objs if o["type"] == "event"]
+    assert len(events) == 1, events
+    # The server answered every probe it got; the gap is the client's.
+    assert events[0]["client_stall_ms"] >= 0.5 * events[0]["gap_ms"], events[0]
+    assert summary["client_stalled_events"] == 1
+    assert "the client itself stalled" in err

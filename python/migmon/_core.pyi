@@ -95,6 +95,9 @@ class DowntimeEvent:
     @property
     def probes_missed(self) -> int:
         """Probes sent in the gap that got no timely reply (round trip) or never arrived (one way, from sequence numbers)."""
+    @property
+    def client_stall_ms(self) -> float:
+        """How late the client itself sent its probes during the gap, ms: its thread did not run (the host was overloaded, the client stopped). Part of the gap, or all of it, is then the client's, not the network's. 0 on a server, which cannot know."""
     def to_dict(self) -> dict[str, Any]:
         """Every field, under the same keys as the JSON output."""
 
@@ -107,7 +110,10 @@ class Baseline:
         """The peer, on a server that measures many."""
     @property
     def gap_ms(self) -> float:
-        """Gap between the first two arrivals, ms."""
+        """Gap between the first two arrivals, ms (what the original prints)."""
+    @property
+    def median_gap_ms(self) -> float:
+        """The baseline: the median of the first gaps, ms."""
     @property
     def threshold_ms(self) -> float:
         """Spike threshold from now on, ms."""
@@ -295,6 +301,9 @@ class ProbeSummary:
     @property
     def skipped(self) -> int:
         """Send slots skipped because the client itself was stalled."""
+    @property
+    def client_stalled_events(self) -> int:
+        """Events during which the client itself stalled (see `client_stall_ms` of each event)."""
     @property
     def rtt(self) -> Percentiles | None:
         """Round-trip times (none for one-way)."""

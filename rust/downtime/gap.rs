@@ -3,7 +3,12 @@
 //!
 //! The original takes the gap between the first two arrivals as the
 //! baseline and calls every later gap of at least twice that a spike; a
-//! user may instead give a fixed threshold. A spike is a downtime event:
+//! user may instead give a fixed threshold. One gap is a fragile baseline:
+//! two replies that arrive together make it 0 and every later probe a
+//! spike. Ours is the median of the first [`WARMUP_GAPS`] gaps, and the
+//! threshold never falls below a floor (twice the probe interval, where the
+//! interval is known); during the warm-up a gap past the floor is already
+//! a spike. A spike is a downtime event:
 //! the gap between the last arrival before it and the one that ended it.
 //! The guest's blackout is estimated as the gap less one probe interval,
 //! good to one interval (the probe resolution).
@@ -37,6 +42,11 @@ pub struct DowntimeEvent {
     /// Probes sent in the gap that got no timely reply (round trip) or
     /// never arrived (one way, from sequence numbers).
     pub probes_missed: u64,
+    /// How late the client itself sent its probes during the gap, ms: its
+    /// thread did not run (the host was overloaded, the client stopped).
+    /// Part of the gap, or all of it, is then the client's, not the
+    /// network's. 0 on a server, which cannot know.
+    pub client_stall_ms: f64,
 }
 
 impl DowntimeEvent {
@@ -60,6 +70,7 @@ impl DowntimeEvent {
             blackout_ms: ms(gap_ns.saturating_sub(resolution_ns)),
             resolution_ms: ms(resolution_ns),
             probes_missed,
+            client_stall_ms: 0.0,
         }
     }
 }
@@ -79,8 +90,10 @@ pub fn ms(ns: u64) -> f64 {
 pub struct Baseline {
     /// The peer, on a server that measures many.
     pub peer: Option<String>,
-    /// Gap between the first two arrivals, ms.
+    /// Gap between the first two arrivals, ms (what the original prints).
     pub gap_ms: f64,
+    /// The baseline: the median of the first gaps, ms.
+    pub median_gap_ms: f64,
     /// Spike threshold from now on, ms.
     pub threshold_ms: f64,
     /// Wall-clock time, Unix seconds.
@@ -92,10 +105,12 @@ pub struct Baseline {
 pub enum Arrival {
     /// The very first arrival: nothing to compare with yet.
     First,
-    /// The second: the baseline gap is set (or the fixed threshold used).
+    /// The baseline is set (or the fixed threshold used).
     Baseline {
         /// Gap between the first two arrivals, ns.
         gap_ns: u64,
+        /// The median of the warm-up gaps, ns.
+        median_ns: u64,
         /// Threshold from now on, ns.
         threshold_ns: u64,
     },
@@ -113,10 +128,15 @@ pub enum Arrival {
     },
 }
 
+/// Gaps that make the baseline (their median).
+pub const WARMUP_GAPS: usize = 4;
+
 /// Gap tracking for one stream of arrivals.
 #[derive(Clone, Debug, Default)]
 pub struct GapDetector {
     fixed_ns: Option<u64>,
+    floor_ns: u64,
+    warmup: Vec<u64>,
     last_ns: Option<u64>,
     threshold_ns: Option<u64>,
     baseline_ns: Option<u64>,
@@ -125,10 +145,12 @@ pub struct GapDetector {
 }
 
 impl GapDetector {
-    /// A detector with the original's rule, or a fixed threshold (ns).
-    pub fn new(fixed_threshold_ns: Option<u64>) -> Self {
+    /// A detector with a fixed threshold (ns), or the baseline rule with
+    /// its threshold never below `floor_ns` (0: no floor).
+    pub fn new(fixed_threshold_ns: Option<u64>, floor_ns: u64) -> Self {
         Self {
             fixed_ns: fixed_threshold_ns,
+            floor_ns,
             ..Self::default()
         }
     }
@@ -141,11 +163,37 @@ impl GapDetector {
         let gap_ns = now_ns.saturating_sub(last);
         self.cur_gap_ns = gap_ns;
         let Some(threshold_ns) = self.threshold_ns else {
-            let threshold_ns = self.fixed_ns.unwrap_or(gap_ns.saturating_mul(2).max(1));
+            self.warmup.push(gap_ns);
+            let first = self.warmup[0];
+            if let Some(t) = self.fixed_ns {
+                self.threshold_ns = Some(t);
+                self.baseline_ns = Some(gap_ns);
+                return Arrival::Baseline {
+                    gap_ns,
+                    median_ns: gap_ns,
+                    threshold_ns: t,
+                };
+            }
+            if self.warmup.len() < WARMUP_GAPS {
+                // Not enough gaps for a baseline: only the floor applies.
+                if self.floor_ns > 0 && gap_ns >= self.floor_ns {
+                    self.max_gap_ns = self.max_gap_ns.max(gap_ns);
+                    return Arrival::Spike {
+                        gap_ns,
+                        since_ns: last,
+                    };
+                }
+                return Arrival::Normal { gap_ns };
+            }
+            let mut sorted = std::mem::take(&mut self.warmup);
+            sorted.sort_unstable();
+            let median_ns = sorted[sorted.len() / 2];
+            let threshold_ns = median_ns.saturating_mul(2).max(self.floor_ns).max(1);
             self.threshold_ns = Some(threshold_ns);
-            self.baseline_ns = Some(gap_ns);
+            self.baseline_ns = Some(median_ns);
             return Arrival::Baseline {
-                gap_ns,
+                gap_ns: first,
+                median_ns,
                 threshold_ns,
             };
         };
@@ -193,36 +241,74 @@ mod tests {
     const MS: u64 = 1_000_000;
 
     #[test]
-    fn originals_rule() {
-        let mut d = GapDetector::new(None);
+    fn baseline_is_the_median_of_the_first_gaps() {
+        let mut d = GapDetector::new(None, 0);
         assert_eq!(d.arrive(0), Arrival::First);
+        for t in [10, 20, 30] {
+            assert!(matches!(d.arrive(t * MS), Arrival::Normal { .. }));
+        }
         assert_eq!(
-            d.arrive(10 * MS),
+            d.arrive(41 * MS),
             Arrival::Baseline {
                 gap_ns: 10 * MS,
+                median_ns: 10 * MS,
                 threshold_ns: 20 * MS
             }
         );
-        assert_eq!(d.arrive(29 * MS), Arrival::Normal { gap_ns: 19 * MS });
+        assert_eq!(d.arrive(60 * MS), Arrival::Normal { gap_ns: 19 * MS });
         assert_eq!(
-            d.arrive(49 * MS),
+            d.arrive(82 * MS),
             Arrival::Spike {
-                gap_ns: 20 * MS,
-                since_ns: 29 * MS
+                gap_ns: 22 * MS,
+                since_ns: 60 * MS
             }
         );
-        assert_eq!(d.max_gap_ns(), 20 * MS);
-        assert_eq!(d.cur_gap_ns(), 20 * MS);
+        assert_eq!(d.max_gap_ns(), 22 * MS);
+        assert_eq!(d.cur_gap_ns(), 22 * MS);
+    }
+
+    #[test]
+    fn a_first_gap_of_zero_does_not_make_every_probe_a_spike() {
+        // Two replies arrive together, then one every 5 ms.
+        let mut d = GapDetector::new(None, 10 * MS);
+        d.arrive(0);
+        let mut spikes = 0;
+        let mut baseline = None;
+        for t in [0, 5, 10, 15, 20, 25, 30, 35].iter() {
+            match d.arrive(*t * MS) {
+                Arrival::Spike { .. } => spikes += 1,
+                Arrival::Baseline { threshold_ns, .. } => baseline = Some(threshold_ns),
+                _ => {}
+            }
+        }
+        assert_eq!(spikes, 0);
+        assert_eq!(baseline, Some(10 * MS));
+        // Without the floor the median still holds: 5 ms gaps, 10 ms threshold.
+        let mut d = GapDetector::new(None, 0);
+        d.arrive(0);
+        for t in [0, 5, 10, 15] {
+            d.arrive(t * MS);
+        }
+        assert_eq!(d.threshold_ns(), Some(10 * MS));
+    }
+
+    #[test]
+    fn an_outage_in_the_warm_up_is_caught_by_the_floor() {
+        let mut d = GapDetector::new(None, 10 * MS);
+        d.arrive(0);
+        assert!(matches!(d.arrive(5 * MS), Arrival::Normal { .. }));
+        assert!(matches!(d.arrive(305 * MS), Arrival::Spike { gap_ns, .. } if gap_ns == 300 * MS));
     }
 
     #[test]
     fn fixed_threshold() {
-        let mut d = GapDetector::new(Some(100 * MS));
+        let mut d = GapDetector::new(Some(100 * MS), 0);
         d.arrive(0);
         assert_eq!(
             d.arrive(MS),
             Arrival::Baseline {
                 gap_ns: MS,
+                median_ns: MS,
                 threshold_ns: 100 * MS
             }
         );

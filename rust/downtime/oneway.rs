@@ -236,7 +236,7 @@ fn serve(
                     probes: 0,
                     max_seq: None,
                     reordered: 0,
-                    gaps: GapDetector::new(fixed),
+                    gaps: GapDetector::new(fixed, 0),
                     events: Vec::new(),
                     last_seen_ns: now,
                 });
@@ -253,10 +253,12 @@ fn serve(
                 match c.gaps.arrive(now) {
                     Arrival::Baseline {
                         gap_ns,
+                        median_ns,
                         threshold_ns,
                     } => out.push(ServerMessage::Baseline(Baseline {
                         peer: Some(peer.to_string()),
                         gap_ms: ms(gap_ns),
+                        median_gap_ms: ms(median_ns),
                         threshold_ms: ms(threshold_ns),
                         unix_s: unix_at(now),
                     })),

@@ -16,11 +16,15 @@ use serde::{Deserialize, Serialize};
 use crate::downtime::gap::{ms, Arrival, Baseline, DowntimeEvent, GapDetector};
 use crate::downtime::wire::{Probe, PROBE_LEN};
 use crate::error::{Error, Result};
-use crate::pace::{mono_ns, tighten_timer_slack, unix_at};
+use crate::pace::{mono_ns, tighten_timer_slack, unix_at, wall_to_mono};
 use crate::run::{lock, Background, Ctx};
-use crate::sock::{connect_udp, resolve, wait_readable};
+use crate::sock::{connect_udp, enable_rx_timestamps, recv_stamped, resolve, wait_readable};
 use crate::stats::{LatencyHistogram, Percentiles};
 use crate::units::{self, de};
+
+/// Our own send times are kept for this many probes: a reply is timed by
+/// our record of when its probe left, never by what the datagram says.
+const SENT_RING: u64 = 1 << 16;
 
 /// After how long without any reply the client warns once.
 const NO_REPLY_WARNING: Duration = Duration::from_secs(3);
@@ -197,6 +201,9 @@ pub struct ProbeSummary {
     pub send_errors: u64,
     /// Send slots skipped because the client itself was stalled.
     pub skipped: u64,
+    /// Events during which the client itself stalled (see
+    /// `client_stall_ms` of each event).
+    pub client_stalled_events: u64,
     /// Round-trip times (none for one-way).
     pub rtt: Option<Percentiles>,
     /// Actual minus planned send time.
@@ -274,7 +281,19 @@ impl SeqSet {
     }
 }
 
+/// A send that left later than planned: when, and how late, ns.
+#[derive(Clone, Copy)]
+struct LateSend {
+    at_ns: u64,
+    late_ns: u64,
+}
+
+/// How many late sends are remembered for the events that follow.
+const LATE_SENDS: usize = 64;
+
 struct Prober<'a> {
+    sent_at: Vec<u64>,
+    late: std::collections::VecDeque<LateSend>,
     cfg: &'a Plan,
     ctx: &'a Ctx<ProbeMessage>,
     status: &'a Mutex<ProbeStatus>,
@@ -299,6 +318,8 @@ struct Prober<'a> {
 impl<'a> Prober<'a> {
     fn new(cfg: &'a Plan, ctx: &'a Ctx<ProbeMessage>, status: &'a Mutex<ProbeStatus>) -> Self {
         Self {
+            sent_at: vec![0; SENT_RING as usize],
+            late: std::collections::VecDeque::with_capacity(LATE_SENDS),
             cfg,
             ctx,
             status,
@@ -315,7 +336,11 @@ impl<'a> Prober<'a> {
             answered: SeqSet::default(),
             rtt: LatencyHistogram::new(),
             jitter: LatencyHistogram::new(),
-            gaps: GapDetector::new(cfg.threshold.map(|t| t.as_nanos() as u64)),
+            gaps: GapDetector::new(
+                cfg.threshold.map(|t| t.as_nanos() as u64),
+                // A probe missed is a gap of two intervals: the floor.
+                cfg.interval.as_nanos() as u64 * 2,
+            ),
             events: Vec::new(),
             last_rtt_ns: 0,
         }
@@ -323,6 +348,9 @@ impl<'a> Prober<'a> {
 
     fn run(mut self, sock: &UdpSocket) -> Result<ProbeSummary> {
         tighten_timer_slack();
+        // Replies are timed when the kernel received them, so a client
+        // thread that ran late does not lengthen a gap.
+        enable_rx_timestamps(sock);
         let interval = self.cfg.interval;
         let start = Instant::now();
         self.start_ns = mono_ns();
@@ -340,7 +368,18 @@ impl<'a> Prober<'a> {
                 break;
             }
             if now >= next_send {
-                self.jitter.record((now - next_send).as_nanos() as u64);
+                let late = now - next_send;
+                self.jitter.record(late.as_nanos() as u64);
+                if late > interval / 2 {
+                    // The thread itself did not run in time.
+                    if self.late.len() == LATE_SENDS {
+                        self.late.pop_front();
+                    }
+                    self.late.push_back(LateSend {
+                        at_ns: mono_ns(),
+                        late_ns: late.as_nanos() as u64,
+                    });
+                }
                 self.send(sock);
                 next_send += interval;
                 // A client that was itself stalled (suspended, starved)
@@ -389,6 +428,7 @@ impl<'a> Prober<'a> {
             seq: self.sent,
             sent_ns: mono_ns(),
         };
+        self.sent_at[(probe.seq % SENT_RING) as usize] = probe.sent_ns;
         let bytes = probe.encode();
         for _attempt in 0..2 {
             match sock.send(&bytes) {
@@ -415,9 +455,9 @@ impl<'a> Prober<'a> {
     /// once, so nothing waits, and the usual reply costs no extra receive
     /// that only says "nothing more".
     fn drain(&mut self, sock: &UdpSocket, buf: &mut [u8]) {
-        match sock.recv(buf) {
-            Ok(n) => {
-                let arrival = mono_ns();
+        match recv_stamped(sock, buf) {
+            Ok((n, stamp)) => {
+                let arrival = stamp.map_or_else(mono_ns, wall_to_mono);
                 self.on_reply(&buf[..n], arrival);
             }
             Err(e) if e.kind() == ErrorKind::ConnectionRefused => self.refused += 1,
@@ -429,18 +469,21 @@ impl<'a> Prober<'a> {
         if self.cfg.one_way {
             return;
         }
-        let Some(p) = Probe::decode(data).filter(|p| p.seq < self.sent && p.sent_ns <= arrival)
+        // Ours, sent, and recent enough that we still know when it left.
+        let Some(p) =
+            Probe::decode(data).filter(|p| p.seq < self.sent && self.sent - p.seq <= SENT_RING)
         else {
             self.foreign += 1;
             return;
         };
+        let sent_ns = self.sent_at[(p.seq % SENT_RING) as usize];
         debug_assert!(data.len() >= PROBE_LEN);
         if !self.answered.insert(p.seq) {
             self.duplicates += 1;
             return;
         }
         self.received += 1;
-        self.last_rtt_ns = arrival - p.sent_ns;
+        self.last_rtt_ns = arrival.saturating_sub(sent_ns);
         self.rtt.record(self.last_rtt_ns);
         let hi_before = self.max_seq;
         match self.max_seq {
@@ -450,10 +493,12 @@ impl<'a> Prober<'a> {
         match self.gaps.arrive(arrival) {
             Arrival::Baseline {
                 gap_ns,
+                median_ns,
                 threshold_ns,
             } => self.ctx.send(ProbeMessage::Baseline(Baseline {
                 peer: None,
                 gap_ms: ms(gap_ns),
+                median_gap_ms: ms(median_ns),
                 threshold_ms: ms(threshold_ns),
                 unix_s: unix_at(arrival),
             })),
@@ -477,7 +522,7 @@ impl<'a> Prober<'a> {
 
     fn event(&mut self, gap_ns: u64, since_ns: u64, probes_missed: u64) {
         let interval_ns = self.cfg.interval.as_nanos() as u64;
-        let ev = DowntimeEvent::new(
+        let mut ev = DowntimeEvent::new(
             self.events.len() as u64,
             Some(self.cfg.peer.clone()),
             since_ns,
@@ -486,6 +531,15 @@ impl<'a> Prober<'a> {
             interval_ns,
             probes_missed,
         );
+        // Our own late sends inside the gap: the client's share of it.
+        let until = since_ns.saturating_add(gap_ns);
+        let stall: u64 = self
+            .late
+            .iter()
+            .filter(|l| l.at_ns >= since_ns && l.at_ns <= until)
+            .map(|l| l.late_ns)
+            .sum();
+        ev.client_stall_ms = ms(stall.min(gap_ns));
         self.events.push(ev.clone());
         self.ctx.send(ProbeMessage::Event(ev));
     }
@@ -527,6 +581,11 @@ impl<'a> Prober<'a> {
             foreign: self.foreign,
             send_errors: self.send_errors,
             skipped: self.skipped,
+            client_stalled_events: self
+                .events
+                .iter()
+                .filter(|e| e.client_stall_ms > 0.0)
+                .count() as u64,
             rtt: (!self.cfg.one_way).then(|| self.rtt.percentiles()),
             send_jitter: self.jitter.percentiles(),
             baseline_gap_ms: self.gaps.baseline_ns().map(ms),

@@ -81,11 +81,14 @@ def status_line(now_ms: int, max_gap_ms: float, cur_gap_ms: float, extra: str = 
 def event_line(e: DowntimeEvent) -> str:
     """One downtime event, on its own line."""
     who = f" from {e.peer}" if e.peer else ""
-    return (
+    line = (
         f"downtime{who}: at {wall_time(e.start_unix_s)}, gap {_ms(e.gap_ms)} (ms), "
         f"blackout ~{_ms(e.blackout_ms)} (ms) +/-{_ms(e.resolution_ms)}, "
         f"probes missed {e.probes_missed}"
     )
+    if e.client_stall_ms > 0:
+        line += f", the client itself stalled {_ms(e.client_stall_ms)} (ms)"
+    return line
 
 
 def events_table(events: list[DowntimeEvent]) -> list[str]:
@@ -124,9 +127,14 @@ def probe_summary_lines(s: ProbeSummary) -> list[str]:
     )
     if not s.one_way:
         thr = "-" if s.threshold_ms is None else _ms(s.threshold_ms)
+        stalled = (
+            f", {s.client_stalled_events} while the client itself stalled"
+            if s.client_stalled_events
+            else ""
+        )
         lines.append(
             f"Downtime events: {len(s.events)} (threshold {thr} (ms), "
-            f"resolution +/-{_ms(s.interval_ms)} (ms))"
+            f"resolution +/-{_ms(s.interval_ms)} (ms)){stalled}"
         )
         lines.extend(events_table(s.events))
         lines.append(
