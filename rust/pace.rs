@@ -75,19 +75,6 @@ pub fn tighten_timer_slack() {
     }
 }
 
-/// Lowers the calling thread's scheduling priority to the lowest (nice 19),
-/// for bulk work that must give way to latency-critical threads on a busy
-/// machine (the precopy stream versus postcopy page requests). Lowering
-/// needs no privilege; failure only loses the hint.
-pub fn make_bulk_thread() {
-    // SAFETY: gettid and setpriority take plain integers and act on the
-    // calling thread only.
-    unsafe {
-        let tid = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19);
-    }
-}
-
 /// Deadline pacer for a steady rate of work units (pages, bytes, packets).
 #[derive(Clone, Debug)]
 pub struct Pacer {

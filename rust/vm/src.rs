@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::pace::{make_bulk_thread, Pacer, StopFlag};
+use crate::pace::{Pacer, StopFlag};
 use crate::rng::WyRand;
 use crate::run::{lock, Background, Ctx, Ticker};
 use crate::sock::{connect_tcp, resolve};
@@ -558,7 +558,6 @@ fn precopy_multifd(
     k: usize,
     next: &AtomicU64,
 ) -> io::Result<()> {
-    make_bulk_thread();
     let mut p = pacer(cfg, cfg.cfg.channels);
     let mut idx = [0u8; MULTIFD_PAGES * 8];
     let hdr = header(MAGIC_MULTIFD, MULTIFD_PAGES as u64);

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use self::handshake::{read_opening, Opening};
 use self::session::{reason, Session};
 use crate::error::{Error, Result};
-use crate::pace::{make_bulk_thread, StopFlag};
+use crate::pace::StopFlag;
 use crate::run::{lock, Background, Ctx};
 use crate::sock::{canonical, listen_tcp, wait_readable};
 use crate::stats::Percentiles;
@@ -409,7 +409,6 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Shared, ctx: &
             }
             let result = if kind == CHANNEL_MULTIFD {
                 s.add_channel();
-                make_bulk_thread();
                 s.run_multifd(&mut r)
             } else {
                 s.set_preempt(writer(&stream));
