@@ -38,7 +38,7 @@ RUNS = [
     (
         "DirtyWorkload",
         "DirtyConfig",
-        "DirtySample",
+        "DirtySample | DirtyPause",
         "DirtySummary",
         [
             "@property\n    def phase(self) -> "

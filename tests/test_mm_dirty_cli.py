@@ -3,6 +3,7 @@ accuracy, integrity detection, huge pages, signals and bad input."""
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import time
@@ -261,3 +262,31 @@ def test_huge_pages_1g() -> None:
             assert "nr_hugepages" in assert_one_line_error(p, code=1)
     finally:
         (pool / "nr_hugepages").write_text(str(old))
+
+
+@pytest.mark.parametrize(("pattern", "rate"), [("sequential", "10"), ("random", "1000")])
+def test_a_pause_of_the_process_is_reported_once_with_its_length(pattern: str, rate: str) -> None:
+    p = popen_cli("mm_dirty", "-m", "128", "-r", rate, "-p", pattern, "-T", "2", "--json")
+    try:
+        time.sleep(1.5)
+        t = time.perf_counter()
+        os.kill(p.pid, signal.SIGSTOP)
+        time.sleep(0.2)
+        os.kill(p.pid, signal.SIGCONT)
+        stopped_ms = (time.perf_counter() - t) * 1000
+        time.sleep(1.3)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=30)
+    finally:
+        p.kill()
+    assert p.returncode == 0, err
+    objs = json_lines(out)
+    pauses = [o for o in objs if o["type"] == "pause"]
+    assert len(pauses) == 1, pauses
+    # Accuracy bound for a loaded machine (measured: within 1 ms).
+    assert abs(pauses[0]["length_ms"] - stopped_ms) <= 5.0, (pauses[0], stopped_ms)
+    assert pauses[0]["threads"] == [0, 1]
+    summary = objs[-1]
+    assert summary["pauses"] == 1 and summary["pause_max_ms"] == pauses[0]["length_ms"]
+    assert sum(o["pauses"] for o in objs if o["type"] == "sample") == 1
+    assert "pause: at " in err and "(ms) without dirtying, threads 0,1" in err

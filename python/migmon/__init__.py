@@ -30,6 +30,7 @@ from migmon._core import (
     Baseline,
     ClientSummary,
     DirtyConfig,
+    DirtyPause,
     DirtySample,
     DirtySummary,
     DirtyWorkload,
@@ -78,6 +79,7 @@ __all__ = [
     "ConfigError",
     "CorruptionError",
     "DirtyConfig",
+    "DirtyPause",
     "DirtySample",
     "DirtySummary",
     "DirtyWorkload",
@@ -142,12 +144,12 @@ def mm_dirty(
     size_mb: int | str = 512,
     rate_mb_s: int | str | None = None,
     *,
-    on_sample: Callable[[DirtySample], None] | None = None,
+    on_sample: Callable[[DirtySample | DirtyPause], None] | None = None,
     **config: Any,
 ) -> DirtySummary:
     """Runs a dirty workload to its end (give ``duration_s``) and returns
-    its summary; ``on_sample`` sees every interval. Keyword arguments are
-    :class:`DirtyConfig`'s."""
+    its summary; ``on_sample`` sees every interval and every pause as it is
+    reported. Keyword arguments are :class:`DirtyConfig`'s."""
     config |= {"size_mb": size_mb, "rate_mb_s": rate_mb_s}
     summary: DirtySummary = _to_end(DirtyWorkload, on_sample, ("duration_s",), config)
     return summary

@@ -366,6 +366,9 @@ class DirtyConfig:
     def pace_ms(self) -> float:
         """Work per paced step, ms: each dirtying thread wakes once per step (0.05 to 1000; 1000 is the original's once-a-second burst)."""
     @property
+    def pause_ms(self) -> float:
+        """A step late by this much is a pause of the guest or the process, ms (1 to 10000; detection costs nothing: the clock is read anyway)."""
+    @property
     def duration_s(self) -> float | None:
         """Stop by itself after this many seconds of dirtying; None = until stopped."""
     @property
@@ -374,7 +377,7 @@ class DirtyConfig:
     @property
     def seed(self) -> int | None:
         """Seed for the random pattern; None = from the clock."""
-    def __init__(self, *, size_mb: int | str = ..., rate_mb_s: int | str | None = ..., pattern: Literal["sequential", "random", "once"] = ..., page_size: Literal["4k", "2m", "1g", "thp"] = ..., threads: int = ..., record_latency: bool = ..., verify: bool = ..., interval_s: float = ..., pace_ms: float = ..., duration_s: float | None = ..., force: bool = ..., seed: int | None = ...) -> None: ...
+    def __init__(self, *, size_mb: int | str = ..., rate_mb_s: int | str | None = ..., pattern: Literal["sequential", "random", "once"] = ..., page_size: Literal["4k", "2m", "1g", "thp"] = ..., threads: int = ..., record_latency: bool = ..., verify: bool = ..., interval_s: float = ..., pace_ms: float = ..., pause_ms: float = ..., duration_s: float | None = ..., force: bool = ..., seed: int | None = ...) -> None: ...
     def replace(self, **changes: Any) -> Self:
         """A copy with the given fields changed (validated again)."""
     def to_dict(self) -> dict[str, Any]:
@@ -405,6 +408,37 @@ class DirtySample:
     @property
     def latency(self) -> Percentiles | None:
         """Access latencies over the interval, with `record_latency`."""
+    @property
+    def pauses(self) -> int:
+        """Pauses reported in this interval."""
+    @property
+    def pause_max_ms(self) -> float:
+        """The longest of them, ms (0 without one)."""
+    @property
+    def paused_ms(self) -> float:
+        """Their total, ms: time the workload did not run."""
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, under the same keys as the JSON output."""
+
+@final
+class DirtyPause:
+    """A time in which no dirtying thread ran although its schedule said it should: the guest (or the process) was paused. Not an access that took long (the latency histogram's business) but time with no access at all."""
+
+    @property
+    def index(self) -> int:
+        """0 for the first pause of the run."""
+    @property
+    def start_unix_s(self) -> float:
+        """Wall-clock start, Unix seconds."""
+    @property
+    def start_offset_s(self) -> float:
+        """Seconds from the start of dirtying to the pause."""
+    @property
+    def length_ms(self) -> float:
+        """How long no thread ran, ms (the longest any thread saw)."""
+    @property
+    def threads(self) -> list[int]:
+        """The dirtying threads that saw it (0-based)."""
     def to_dict(self) -> dict[str, Any]:
         """Every field, under the same keys as the JSON output."""
 
@@ -427,6 +461,18 @@ class DirtySummary:
     @property
     def intervals(self) -> int:
         """Number of full intervals reported."""
+    @property
+    def pauses(self) -> int:
+        """Pauses over the run."""
+    @property
+    def paused_ms(self) -> float:
+        """Their total, ms."""
+    @property
+    def pause_max_ms(self) -> float:
+        """The longest, ms."""
+    @property
+    def pause_events(self) -> list[DirtyPause]:
+        """Every pause (not part of the JSON summary line; each has its own)."""
     @property
     def cpu_s(self) -> float:
         """CPU this whole process used while dirtying, seconds (user + system): what the workload cost beyond its memory writes' own."""
@@ -729,12 +775,12 @@ class DirtyWorkload:
     def __init__(self, config: DirtyConfig | None = None, **kwargs: Any) -> None: ...
     @property
     def config(self) -> DirtyConfig: ...
-    def next(self, timeout_s: float = 0.1) -> DirtySample | None:
+    def next(self, timeout_s: float = 0.1) -> DirtySample | DirtyPause | None:
         """The next item, waiting at most ``timeout_s``."""
-    def drain(self) -> list[DirtySample]:
+    def drain(self) -> list[DirtySample | DirtyPause]:
         """Every item ready now, without waiting."""
-    def __iter__(self) -> Iterator[DirtySample]: ...
-    def __next__(self) -> DirtySample: ...
+    def __iter__(self) -> Iterator[DirtySample | DirtyPause]: ...
+    def __next__(self) -> DirtySample | DirtyPause: ...
     @property
     def done(self) -> bool: ...
     def request_stop(self) -> None: ...

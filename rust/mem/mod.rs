@@ -9,5 +9,8 @@ pub mod run;
 mod worker;
 
 pub use region::{PageSize, Region, DIRTY_STEP};
-pub use run::{DirtyConfig, DirtyRun, DirtySample, DirtySummary, Pattern, Phase, MAX_THREADS};
+pub use run::{
+    DirtyConfig, DirtyItem, DirtyPause, DirtyRun, DirtySample, DirtySummary, Pattern, Phase,
+    MAX_THREADS,
+};
 pub use worker::{prefault, Kernel, KernelEnv};

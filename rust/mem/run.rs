@@ -92,6 +92,10 @@ pub struct DirtyConfig {
     /// (0.05 to 1000; 1000 is the original's once-a-second burst).
     #[serde(deserialize_with = "de::float")]
     pub pace_ms: f64,
+    /// A step late by this much is a pause of the guest or the process, ms
+    /// (1 to 10000; detection costs nothing: the clock is read anyway).
+    #[serde(deserialize_with = "de::float")]
+    pub pause_ms: f64,
     /// Stop by itself after this many seconds of dirtying; None = until stopped.
     #[serde(deserialize_with = "de::opt_float")]
     pub duration_s: Option<f64>,
@@ -124,6 +128,7 @@ impl Default for DirtyConfig {
             verify: true,
             interval_s: 1.0,
             pace_ms: 1.0,
+            pause_ms: 10.0,
             duration_s: None,
             force: false,
             seed: None,
@@ -161,6 +166,12 @@ impl DirtyConfig {
         }
         self.interval()?;
         self.duration()?;
+        if !(1.0..=10_000.0).contains(&self.pause_ms) {
+            return Err(Error::config(format!(
+                "the pause threshold must be between 1 and 10000 ms, not {}",
+                self.pause_ms
+            )));
+        }
         if !(MIN_PACE_MS..=MAX_PACE_MS).contains(&self.pace_ms) {
             return Err(Error::config(format!(
                 "the pace step must be between {MIN_PACE_MS} and {MAX_PACE_MS} ms, not {}",
@@ -231,6 +242,43 @@ pub struct DirtySample {
     pub load_pct: f64,
     /// Access latencies over the interval, with `record_latency`.
     pub latency: Option<Percentiles>,
+    /// Pauses reported in this interval.
+    pub pauses: u64,
+    /// The longest of them, ms (0 without one).
+    pub pause_max_ms: f64,
+    /// Their total, ms: time the workload did not run.
+    pub paused_ms: f64,
+}
+
+/// A time in which no dirtying thread ran although its schedule said it
+/// should: the guest (or the process) was paused. Not an access that took
+/// long (the latency histogram's business) but time with no access at all.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "type", rename = "pause")]
+#[cfg_attr(
+    feature = "python",
+    pyo3::pyclass(module = "migmon._core", frozen, get_all, skip_from_py_object)
+)]
+pub struct DirtyPause {
+    /// 0 for the first pause of the run.
+    pub index: u64,
+    /// Wall-clock start, Unix seconds.
+    pub start_unix_s: f64,
+    /// Seconds from the start of dirtying to the pause.
+    pub start_offset_s: f64,
+    /// How long no thread ran, ms (the longest any thread saw).
+    pub length_ms: f64,
+    /// The dirtying threads that saw it (0-based).
+    pub threads: Vec<u64>,
+}
+
+/// What a dirty run reports as it goes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DirtyItem {
+    /// One interval.
+    Sample(DirtySample),
+    /// A pause, once it is over.
+    Pause(DirtyPause),
 }
 
 /// The whole run's figures.
@@ -251,6 +299,15 @@ pub struct DirtySummary {
     pub rate_mb_s: f64,
     /// Number of full intervals reported.
     pub intervals: u64,
+    /// Pauses over the run.
+    pub pauses: u64,
+    /// Their total, ms.
+    pub paused_ms: f64,
+    /// The longest, ms.
+    pub pause_max_ms: f64,
+    /// Every pause (not part of the JSON summary line; each has its own).
+    #[serde(skip)]
+    pub pause_events: Vec<DirtyPause>,
     /// CPU this whole process used while dirtying, seconds (user + system):
     /// what the workload cost beyond its memory writes' own.
     pub cpu_s: f64,
@@ -281,6 +338,10 @@ impl DirtySummary {
             bytes: 0,
             rate_mb_s: 0.0,
             intervals: 0,
+            pauses: 0,
+            paused_ms: 0.0,
+            pause_max_ms: 0.0,
+            pause_events: Vec::new(),
             cpu_s: 0.0,
             cpu_pct: 0.0,
             completed_prefault: false,
@@ -300,7 +361,7 @@ struct Progress {
 }
 
 impl Progress {
-    fn set_phase(&self, p: Phase, ctx: &Ctx<DirtySample>) {
+    fn set_phase(&self, p: Phase, ctx: &Ctx<DirtyItem>) {
         self.phase.store(p as u8, Ordering::Release);
         // A poller blocked on samples must see the new phase.
         ctx.wake();
@@ -313,7 +374,7 @@ pub struct DirtyRun {
     progress: Arc<Progress>,
     steps: u64,
     region_addr: usize,
-    bg: Background<DirtySample, DirtySummary>,
+    bg: Background<DirtyItem, DirtySummary>,
 }
 
 impl DirtyRun {
@@ -353,7 +414,7 @@ impl DirtyRun {
     }
 
     /// The samples, the stop and the summary.
-    pub fn background(&self) -> &Background<DirtySample, DirtySummary> {
+    pub fn background(&self) -> &Background<DirtyItem, DirtySummary> {
         &self.bg
     }
 
@@ -392,7 +453,7 @@ type Times = (Duration, Option<Duration>);
 fn run(
     cfg: &DirtyConfig,
     (interval, duration): Times,
-    ctx: &Ctx<DirtySample>,
+    ctx: &Ctx<DirtyItem>,
     progress: &Progress,
     region: &Region,
 ) -> Result<DirtySummary> {
@@ -425,6 +486,7 @@ fn run(
     let cpu_start = crate::pace::process_cpu_s();
     let start = Instant::now();
     let mut ticker = Ticker::new(start, interval, duration);
+    let mut pauses = Pauses::new(start);
     let mut samples = Vec::new();
     let mut total_hist = LatencyHistogram::new();
     let results: Vec<Result<u64>> = std::thread::scope(|s| {
@@ -442,6 +504,7 @@ fn run(
                     latency: cfg.record_latency,
                     rate_steps,
                     pace_s: cfg.pace_ms / 1000.0,
+                    pause_threshold: Duration::from_secs_f64(cfg.pause_ms / 1000.0),
                     seed: seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
                     stop: &ctx.stop,
                     stats: st,
@@ -455,7 +518,15 @@ fn run(
                 })
             })
             .collect();
-        sample_loop(cfg, ctx, &stats, &mut ticker, &mut samples, &mut total_hist);
+        sample_loop(
+            cfg,
+            ctx,
+            &stats,
+            &mut ticker,
+            &mut samples,
+            &mut total_hist,
+            &mut pauses,
+        );
         progress.set_phase(Phase::Stopping, ctx);
         handles
             .into_iter()
@@ -475,6 +546,11 @@ fn run(
     for st in &stats {
         total_hist.add(&lock(&st.hist));
     }
+    pauses.collect(&stats);
+    for p in pauses.settle(None) {
+        ctx.send(DirtyItem::Pause(p));
+    }
+    let pause_events = pauses.events;
     let total_steps: u64 = stats.iter().map(|s| s.steps.load(Ordering::Relaxed)).sum();
     let bytes = total_steps * DIRTY_STEP;
     Ok(DirtySummary {
@@ -487,6 +563,10 @@ fn run(
             0.0
         },
         intervals: samples.len() as u64,
+        pauses: pause_events.len() as u64,
+        paused_ms: pause_events.iter().map(|p| p.length_ms).sum::<f64>() + 0.0,
+        pause_max_ms: pause_events.iter().map(|p| p.length_ms).fold(0.0, f64::max),
+        pause_events,
         cpu_s,
         cpu_pct: if duration_s > 0.0 {
             100.0 * cpu_s / duration_s
@@ -507,15 +587,86 @@ fn run(
     })
 }
 
+/// A pause is reported once no thread can still add to it: this long after
+/// it ended.
+const PAUSE_SETTLE: Duration = Duration::from_millis(50);
+
+/// Turns the threads' pause reports into events: reports of different
+/// threads about the same stop (overlapping in time) are one event.
+struct Pauses {
+    start: Instant,
+    /// (began, ended, longest report, threads), not reported yet.
+    pending: Vec<(Instant, Instant, Duration, Vec<u64>)>,
+    events: Vec<DirtyPause>,
+}
+
+impl Pauses {
+    fn new(start: Instant) -> Self {
+        Self {
+            start,
+            pending: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    fn collect(&mut self, stats: &[WorkerStats]) {
+        for (i, st) in stats.iter().enumerate() {
+            for (end, len) in std::mem::take(&mut *lock(&st.pauses)) {
+                let begin = end - len;
+                let thread = i as u64;
+                match self.pending.iter_mut().find(|p| begin <= p.1 && end >= p.0) {
+                    Some(p) => {
+                        p.0 = p.0.min(begin);
+                        p.1 = p.1.max(end);
+                        p.2 = p.2.max(len);
+                        if !p.3.contains(&thread) {
+                            p.3.push(thread);
+                        }
+                    }
+                    None => self.pending.push((begin, end, len, vec![thread])),
+                }
+            }
+        }
+    }
+
+    /// The pauses that ended before `settled` (all with None), as events.
+    fn settle(&mut self, settled: Option<Instant>) -> Vec<DirtyPause> {
+        self.pending.sort_by_key(|p| p.0);
+        let (done, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|p| settled.is_none_or(|s| p.1 < s));
+        self.pending = keep;
+        let now = Instant::now();
+        let now_unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let mut out = Vec::new();
+        for (begin, _, len, mut threads) in done {
+            threads.sort_unstable();
+            let ev = DirtyPause {
+                index: self.events.len() as u64,
+                start_unix_s: now_unix - (now - begin).as_secs_f64(),
+                start_offset_s: (begin - self.start).as_secs_f64(),
+                length_ms: len.as_secs_f64() * 1000.0,
+                threads,
+            };
+            self.events.push(ev.clone());
+            out.push(ev);
+        }
+        out
+    }
+}
+
 /// Emits one sample per interval until the stop flag is set or the
 /// duration is reached.
 fn sample_loop(
     cfg: &DirtyConfig,
-    ctx: &Ctx<DirtySample>,
+    ctx: &Ctx<DirtyItem>,
     stats: &[WorkerStats],
     ticker: &mut Ticker,
     samples: &mut Vec<DirtySample>,
     total_hist: &mut LatencyHistogram,
+    pauses: &mut Pauses,
 ) {
     let start = ticker.start();
     let mut last_steps = 0u64;
@@ -545,6 +696,8 @@ fn sample_loop(
             total_hist.add(&hist);
             hist.percentiles()
         });
+        pauses.collect(stats);
+        let settled = pauses.settle(tick.now.checked_sub(PAUSE_SETTLE));
         let sample = DirtySample {
             index: tick.index,
             elapsed_s: (tick.now - start).as_secs_f64(),
@@ -553,9 +706,15 @@ fn sample_loop(
             rate_mb_s: bytes as f64 / MB as f64 / dt.as_secs_f64(),
             load_pct,
             latency,
+            pauses: settled.len() as u64,
+            pause_max_ms: settled.iter().map(|p| p.length_ms).fold(0.0, f64::max),
+            paused_ms: settled.iter().map(|p| p.length_ms).sum::<f64>() + 0.0,
         };
+        for p in settled {
+            ctx.send(DirtyItem::Pause(p));
+        }
         samples.push(sample.clone());
-        ctx.send(sample);
+        ctx.send(DirtyItem::Sample(sample));
         last_steps = steps;
         last_sleep = sleep;
     }

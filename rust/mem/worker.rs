@@ -17,6 +17,7 @@ use crate::mem::region::{Region, DIRTY_STEP};
 use crate::mem::run::Pattern;
 use crate::pace::{tighten_timer_slack, Pacer, StopFlag};
 use crate::rng::WyRand;
+use crate::run::lock;
 use crate::stats::{LatencyHistogram, TickRecorder};
 
 /// The value prefaulting leaves in every page: non-zero, so migration's
@@ -84,6 +85,9 @@ pub(crate) struct WorkerStats {
     pub sleep_ns: AtomicU64,
     /// Access latencies since the sampler last took them.
     pub hist: Mutex<LatencyHistogram>,
+    /// Pauses seen since the sampler last took them: when each ended and
+    /// how long it was.
+    pub pauses: Mutex<Vec<(Instant, Duration)>>,
 }
 
 /// What a worker is told to do.
@@ -98,6 +102,9 @@ pub(crate) struct Job<'a> {
     pub rate_steps: Option<f64>,
     /// Work per paced step (one wake-up each), seconds.
     pub pace_s: f64,
+    /// A step that took this much longer than its schedule allows is a
+    /// pause (the thread, the process or the whole guest did not run).
+    pub pause_threshold: Duration,
     pub seed: u64,
     pub stop: &'a StopFlag,
     pub stats: &'a WorkerStats,
@@ -198,6 +205,9 @@ impl Job<'_> {
             .map(|r| Pacer::new(r, start, Duration::from_millis(50)));
         let mut last_flush = start;
         let mut result = Ok(());
+        // The end of the previous step: a step is its work and its planned
+        // sleep; time beyond that is a pause (the clock is read anyway).
+        let mut prev_end = start;
         while !self.stop.is_set() {
             result = self.chunk::<VERIFY, LAT>(st, chunk, &mut rec);
             if result.is_err() {
@@ -209,6 +219,8 @@ impl Job<'_> {
                 self.flush(&mut rec);
                 last_flush = now;
             }
+            let mut end = now;
+            let mut planned = Duration::ZERO;
             if let Some(p) = pacer.as_mut() {
                 let wait = p.advance(chunk, now);
                 if !wait.is_zero() {
@@ -217,8 +229,15 @@ impl Job<'_> {
                     self.stats
                         .sleep_ns
                         .fetch_add(slept.as_nanos() as u64, Ordering::Relaxed);
+                    end = now + slept;
+                    planned = wait;
                 }
             }
+            let lost = (end - prev_end).saturating_sub(planned);
+            if lost >= self.pause_threshold {
+                lock(&self.stats.pauses).push((end, lost));
+            }
+            prev_end = end;
         }
         if LAT {
             self.flush(&mut rec);
@@ -227,8 +246,7 @@ impl Job<'_> {
     }
 
     fn flush(&self, rec: &mut TickRecorder) {
-        // A poisoned lock only means a reader panicked; the data is still fine.
-        let mut shared = self.stats.hist.lock().unwrap_or_else(|e| e.into_inner());
+        let mut shared = lock(&self.stats.hist);
         rec.flush_into(&mut shared);
     }
 
@@ -396,6 +414,7 @@ impl<'a> Kernel<'a> {
             latency,
             rate_steps: None,
             pace_s: 0.001,
+            pause_threshold: Duration::from_millis(10),
             seed: 0x1234_5678,
             stop: &env.stop,
             stats: &env.stats,

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::errors::config_error;
 use crate::downtime::*;
-use crate::mem::{DirtyConfig, DirtySample, DirtySummary};
+use crate::mem::{DirtyConfig, DirtyPause, DirtySample, DirtySummary};
 use crate::stats::Percentiles;
 use crate::vm::*;
 
@@ -135,6 +135,7 @@ classes!(
         Percentiles,
         DirtySample,
         DirtySummary,
+        DirtyPause,
         VmSrcSample,
         VmSrcSummary,
         VmConnected,

@@ -14,7 +14,7 @@ use pyo3::IntoPyObjectExt;
 
 use super::data::replaced;
 use crate::downtime::*;
-use crate::mem::{DirtyConfig, DirtyRun, Phase};
+use crate::mem::{DirtyConfig, DirtyItem, DirtyRun, Phase};
 use crate::run::Background;
 use crate::vm::*;
 
@@ -47,6 +47,13 @@ fn config_of<T: Clone + serde::Serialize + serde::de::DeserializeOwned>(
 
 fn any<'py, T: IntoPyObjectExt<'py>>(py: Python<'py>, v: T) -> PyResult<Py<PyAny>> {
     v.into_py_any(py)
+}
+
+fn dirty_item(py: Python<'_>, m: DirtyItem) -> PyResult<Py<PyAny>> {
+    match m {
+        DirtyItem::Sample(x) => any(py, x),
+        DirtyItem::Pause(x) => any(py, x),
+    }
 }
 
 fn dst_item(py: Python<'_>, m: DstMessage) -> PyResult<Py<PyAny>> {
@@ -241,8 +248,8 @@ run_class!(
     "DirtyWorkload",
     DirtyRun,
     DirtyConfig,
-    crate::mem::DirtySample,
-    any,
+    DirtyItem,
+    dirty_item,
     crate::mem::DirtySummary,
     {
         /// "prefaulting", "dirtying", "stopping" or "done".

@@ -14,7 +14,7 @@ from typing import Annotated, TextIO
 
 import typer
 
-from migmon import DirtyConfig, DirtySample, DirtyWorkload, __version__
+from migmon import DirtyConfig, DirtyPause, DirtySample, DirtyWorkload, __version__
 from migmon.cli._common import (
     DetailsOpt,
     DurationOpt,
@@ -33,6 +33,7 @@ from migmon.output.dirty import (
     BANNER_PREFAULT,
     header_lines,
     latency_buckets_lines,
+    pause_line,
     sample_line,
     summary_lines,
 )
@@ -46,6 +47,7 @@ _FLAGS = {
     "threads": "-T/--threads",
     "interval_s": "--interval",
     "pace_ms": "--pace-ms",
+    "pause_ms": "--pause-ms",
     "duration_s": "--duration",
     "seed": "--seed",
 }
@@ -134,6 +136,15 @@ def mm_dirty_command(
         bool, typer.Option("--force", help="Skip the available-memory check.")
     ] = False,
     interval: IntervalOpt = 1.0,
+    pause_ms: Annotated[
+        float,
+        typer.Option(
+            "--pause-ms",
+            metavar="MS",
+            help="A step this late is a pause of the guest (or of mig_mon): reported "
+            "with its wall-clock start and length.",
+        ),
+    ] = 10.0,
     pace_ms: Annotated[
         float,
         typer.Option(
@@ -170,16 +181,17 @@ def mm_dirty_command(
         duration_s=duration,
         interval_s=interval,
         pace_ms=pace_ms,
+        pause_ms=pause_ms,
         force=force,
         seed=seed,
     )
     out = sys.stderr if json_out else sys.stdout
 
-    def on_sample(s: DirtySample) -> None:
+    def on_sample(s: DirtySample | DirtyPause) -> None:
         if json_out:
             emit(s)
         if not quiet:
-            say(sample_line(s), out)
+            say(sample_line(s) if isinstance(s, DirtySample) else pause_line(s), out)
 
     with quiet_broken_pipe():
         try:

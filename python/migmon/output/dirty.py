@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from migmon import DirtyConfig, DirtySample, DirtySummary, __version__
+from migmon import DirtyConfig, DirtyPause, DirtySample, DirtySummary, __version__
 from migmon.output import Series
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "latency_buckets_lines",
     "parse_json",
     "parse_text",
+    "pause_line",
     "sample_line",
     "summary_lines",
 ]
@@ -62,6 +63,16 @@ def sample_line(s: DirtySample) -> str:
     return line
 
 
+def pause_line(p: DirtyPause) -> str:
+    """A pause, on its own line, when it is over."""
+    import datetime
+
+    t = datetime.datetime.fromtimestamp(p.start_unix_s)
+    at = t.strftime("%Y-%m-%d %H:%M:%S.") + f"{t.microsecond // 1000:03d}"
+    threads = ",".join(str(x) for x in p.threads)
+    return f"pause: at {at}, {p.length_ms:.3f} (ms) without dirtying, threads {threads}"
+
+
 def latency_buckets_lines(buckets_us: dict[int, int]) -> list[str]:
     """The original's histogram, printed when it stops: a heading and 21 lines."""
     lines = ["Memory Latencies:"]
@@ -83,6 +94,9 @@ def summary_lines(s: DirtySummary) -> list[str]:
     ]
     if s.completed_prefault:
         lines.append(f"CPU (mig_mon itself): {s.cpu_s:.3f} s, {s.cpu_pct:.2f}% of a core")
+        lines.append(
+            f"Pauses: {s.pauses}, total {s.paused_ms:.3f} (ms), longest {s.pause_max_ms:.3f} (ms)"
+        )
     if s.samples:
         rates = [x.rate_mb_s for x in s.samples]
         lines.append(
