@@ -157,6 +157,14 @@ pub fn wall_to_mono(wall_ns: u64) -> u64 {
     now_mono.saturating_sub(now_wall.saturating_sub(wall_ns))
 }
 
+/// The wall-clock time now, Unix seconds to the microsecond: the `unix_s`
+/// of every sample, beside its monotonic `elapsed_s`.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| (d.as_micros() as f64) / 1e6)
+}
+
 /// The wall-clock time (Unix seconds) at which [`mono_ns`] read `at_ns`.
 pub fn unix_at(at_ns: u64) -> f64 {
     let now_mono = mono_ns();

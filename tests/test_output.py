@@ -50,7 +50,10 @@ def test_dirty_json_pair(dirty_run: migmon.DirtySummary) -> None:
         emit(s, buf)
     emit(dirty_run, buf)
     objs = [json.loads(x) for x in buf.getvalue().splitlines()]
-    assert objs[-1] == json.loads(json.dumps(dirty_run.to_dict()))
+    # The summary line is to_dict(), plus the wall-clock time it was written.
+    last = objs[-1]
+    assert last.pop("unix_s") > 1.6e9
+    assert last == json.loads(json.dumps(dirty_run.to_dict()))
     series = parse_text(buf.getvalue())
     assert series.x == [s.elapsed_s for s in dirty_run.samples]
     assert series.columns["rate_mb_s"] == [s.rate_mb_s for s in dirty_run.samples]
@@ -129,3 +132,32 @@ def test_downtime_json_pair() -> None:
     lines = out_downtime.probe_summary_lines(r)
     assert lines[0].startswith(f"Summary: sent {r.sent}, received {r.received}")
     assert any(x.startswith("Total downtime: ") for x in lines)
+
+
+def test_one_timeline_every_json_object_has_wall_clock_time(tmp_path: Path) -> None:
+    from conftest import run_cli
+
+    p = run_cli("mm_dirty", "-m", "16", "-r", "50", "--duration", "0.7", "--interval", "0.2",
+                "--json")  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    objs = [json.loads(x) for x in p.stdout.splitlines()]
+    cfg = objs[0]
+    assert cfg["type"] == "config" and "clocks" in cfg and cfg["start_unix_s"] > 1.6e9
+    for o in objs[1:]:
+        assert o["unix_s"] >= cfg["start_unix_s"], o
+    samples = [o for o in objs if o["type"] == "sample"]
+    # elapsed_s and unix_s advance together (to a few ms).
+    d_elapsed = samples[-1]["elapsed_s"] - samples[0]["elapsed_s"]
+    d_unix = samples[-1]["unix_s"] - samples[0]["unix_s"]
+    assert abs(d_elapsed - d_unix) < 0.05
+
+
+def test_timestamped_text_still_parses(tmp_path: Path) -> None:
+    from conftest import run_cli
+
+    p = run_cli("mm_dirty", "-m", "16", "-r", "50", "--duration", "0.7", "--interval", "0.2",
+                "--timestamps")  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert all(line.startswith("[20") for line in p.stdout.splitlines() if line)
+    series = parse_text(p.stdout)
+    assert series.kind == "dirty" and len(series.x) == 3

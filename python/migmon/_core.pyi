@@ -394,6 +394,9 @@ class DirtySample:
     def elapsed_s(self) -> float:
         """Seconds since dirtying started, at the end of this interval."""
     @property
+    def unix_s(self) -> float:
+        """Wall-clock time at the end of the interval, Unix seconds (to the microsecond): the same timeline as every tool's events and QEMU's."""
+    @property
     def duration_ms(self) -> int:
         """Length of this interval in ms (the original's "time (ms)")."""
     @property
@@ -596,6 +599,9 @@ class VmDstSample:
     def elapsed_s(self) -> float:
         """Seconds since the session started, at the end of the interval."""
     @property
+    def unix_s(self) -> float:
+        """Wall-clock time at the end of the interval, Unix seconds (to the microsecond): the same timeline as every tool's events and QEMU's."""
+    @property
     def duration_ms(self) -> int:
         """Length of the interval, ms."""
     @property
@@ -710,6 +716,9 @@ class VmSrcSample:
     @property
     def elapsed_s(self) -> float:
         """Seconds since the start, at the end of the interval."""
+    @property
+    def unix_s(self) -> float:
+        """Wall-clock time at the end of the interval, Unix seconds (to the microsecond): the same timeline as every tool's events and QEMU's."""
     @property
     def duration_ms(self) -> int:
         """Length of the interval, ms."""

@@ -9,11 +9,15 @@ library needed.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from migmon.output import ParseError, Series, dirty, downtime, vm
 
 __all__ = ["KINDS", "ParseError", "Series", "parse_file", "parse_text"]
+
+#: The prefix --timestamps puts on text lines.
+_STAMP = re.compile(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+\] ")
 
 #: What a series can hold.
 KINDS = ("downtime", "dirty", "vm_src", "vm_dst")
@@ -31,7 +35,7 @@ def parse_file(path: str | Path) -> Series:
 
 def parse_text(text: str, label: str = "input") -> Series:
     """Recognises and parses one output."""
-    lines = [x.strip() for x in text.splitlines() if x.strip()]
+    lines = [_STAMP.sub("", x.strip()) for x in text.splitlines() if x.strip()]
     if not lines:
         raise ParseError(f"{label}: empty")
     if lines[0].startswith("{"):

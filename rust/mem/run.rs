@@ -232,6 +232,9 @@ pub struct DirtySample {
     pub index: u64,
     /// Seconds since dirtying started, at the end of this interval.
     pub elapsed_s: f64,
+    /// Wall-clock time at the end of the interval, Unix seconds (to the
+    /// microsecond): the same timeline as every tool's events and QEMU's.
+    pub unix_s: f64,
     /// Length of this interval in ms (the original's "time (ms)").
     pub duration_ms: u64,
     /// Bytes dirtied (4 KiB per page touched).
@@ -701,6 +704,7 @@ fn sample_loop(
         let sample = DirtySample {
             index: tick.index,
             elapsed_s: (tick.now - start).as_secs_f64(),
+            unix_s: crate::pace::unix_now(),
             duration_ms: dt.as_millis() as u64,
             bytes,
             rate_mb_s: bytes as f64 / MB as f64 / dt.as_secs_f64(),

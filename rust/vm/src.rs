@@ -220,6 +220,9 @@ pub struct VmSrcSample {
     pub index: u64,
     /// Seconds since the start, at the end of the interval.
     pub elapsed_s: f64,
+    /// Wall-clock time at the end of the interval, Unix seconds (to the
+    /// microsecond): the same timeline as every tool's events and QEMU's.
+    pub unix_s: f64,
     /// Length of the interval, ms.
     pub duration_ms: u64,
     /// Bytes sent over every connection (headers and pages).
@@ -731,6 +734,7 @@ fn sample_loop(
         let sample = VmSrcSample {
             index: tick.index,
             elapsed_s: (tick.now - start).as_secs_f64(),
+            unix_s: crate::pace::unix_now(),
             duration_ms: tick.length.as_millis() as u64,
             bytes: bytes - last_bytes,
             rate_mb_s: mb(bytes - last_bytes),

@@ -14,6 +14,7 @@ from typing import Annotated, Any, TextIO, TypeVar
 import typer
 
 from migmon.errors import ConfigError
+from migmon.output import stamp
 
 _C = TypeVar("_C")
 
@@ -35,6 +36,12 @@ QuietOpt = Annotated[
 ]
 DetailsOpt = Annotated[
     bool, typer.Option("--details", help="After the summary, every figure in a table.")
+]
+TimestampsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--timestamps", help="Start every text line with the wall-clock time (to the us)."
+    ),
 ]
 DurationOpt = Annotated[
     float | None,
@@ -81,7 +88,7 @@ def fail_line(msg: str) -> None:
 
 def say(line: str, out: TextIO) -> None:
     """Writes one line and flushes, so a pipe reader sees it at once."""
-    out.write(line + "\n")
+    out.write(stamp() + line + "\n")
     out.flush()
 
 

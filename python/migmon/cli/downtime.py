@@ -38,13 +38,14 @@ from migmon.cli._common import (
     JsonOpt,
     QuietOpt,
     Show,
+    TimestampsOpt,
     drive,
     fail_line,
     make_config,
     quiet_broken_pipe,
     say,
 )
-from migmon.output import emit, emit_json, print_summary
+from migmon.output import emit, emit_config, print_summary, show_timestamps, stamp
 from migmon.output.downtime import (
     SpikeLog,
     client_summary_lines,
@@ -105,7 +106,7 @@ class _Live:
     def show(self, line: str) -> None:
         self._last = time.monotonic()
         if self.tty:
-            self.out.write("\r\x1b[K" + line)
+            self.out.write("\r\x1b[K" + stamp() + line)
             self.out.flush()
             self._dirty = True
         else:
@@ -155,12 +156,14 @@ def client_command(
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     details: DetailsOpt = False,
+    timestamps: TimestampsOpt = False,
 ) -> int:
     """Probe a UDP echo server ('server_rr', in the guest) every INTERVAL_MS
     and report the gaps in its replies: downtime events, loss, round trips.
 
     The original's 'client_rr'; with --one-way, its one-way 'client'.
     """
+    show_timestamps(timestamps)
     cfg = make_config(
         ProbeConfig,
         _FLAGS,
@@ -179,7 +182,7 @@ def client_command(
         run = Prober(cfg)
         mode = "one way" if one_way else "round trip"
         if json_out:
-            emit(cfg, type="config", tool="client", version=__version__, spike_log=spike_log)
+            emit_config("client", cfg, version=__version__, spike_log=spike_log)
         say(f"probing {server_ip} port {port} every {interval_ms:g} (ms), {mode}", out)
         live = _Live(out)
         target = f"{server_ip} port {port}"
@@ -242,9 +245,11 @@ def server_rr_command(
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     details: DetailsOpt = False,
+    timestamps: TimestampsOpt = False,
 ) -> int:
     """UDP echo server, to run in the guest: every datagram goes back
     unchanged. Serves any number of clients; Ctrl-C or SIGTERM to stop."""
+    show_timestamps(timestamps)
     cfg = make_config(EchoServerConfig, _FLAGS, bind=bind, port=port, duration_s=duration)
     out = Show(json_out, quiet, details).out
     with quiet_broken_pipe():
@@ -252,7 +257,7 @@ def server_rr_command(
         say(f"listening on UDP port {srv.port}...", out)
         say("allowing multiple clients.", out)
         if json_out:
-            emit_json({"type": "config", "tool": "server_rr", "address": srv.address})
+            emit_config("server_rr", cfg, version=__version__, address=srv.address)
         live = _Live(out)
         last = [0]
 
@@ -293,9 +298,11 @@ def server_command(
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     details: DetailsOpt = False,
+    timestamps: TimestampsOpt = False,
 ) -> int:
     """One-way UDP receiver, to run in the guest: measures the gaps between
     each client's packets itself and logs the spikes."""
+    show_timestamps(timestamps)
     cfg = make_config(
         OneWayServerConfig,
         _FLAGS,
@@ -311,7 +318,7 @@ def server_command(
         say(f"listening on UDP port {srv.port}...", out)
         say("allowing multiple clients.", out)
         if json_out:
-            emit_json({"type": "config", "tool": "server", "address": srv.address})
+            emit_config("server", cfg, version=__version__, address=srv.address)
         live = _Live(out)
         marked = [False]
 

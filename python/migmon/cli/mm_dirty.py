@@ -21,13 +21,14 @@ from migmon.cli._common import (
     IntervalOpt,
     JsonOpt,
     QuietOpt,
+    TimestampsOpt,
     drive,
     make_config,
     quiet_broken_pipe,
     say,
 )
 from migmon.errors import ResourceError
-from migmon.output import emit, emit_json, print_summary
+from migmon.output import emit, emit_config, print_summary, show_timestamps
 from migmon.output.dirty import (
     BANNER_DIRTY,
     BANNER_PREFAULT,
@@ -129,6 +130,7 @@ def mm_dirty_command(
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     details: DetailsOpt = False,
+    timestamps: TimestampsOpt = False,
     no_verify: Annotated[
         bool, typer.Option("--no-verify", help="Skip the integrity check (peak rate).")
     ] = False,
@@ -168,6 +170,7 @@ def mm_dirty_command(
     rate every second. Stop with Ctrl-C, SIGTERM or SIGHUP, or give
     --duration; a page that lost its content ends the run with exit code 4.
     """
+    show_timestamps(timestamps)
     cfg = make_config(
         DirtyConfig,
         _FLAGS,
@@ -201,10 +204,9 @@ def mm_dirty_command(
             msg = str(e).replace("force skips this check", "--force to try anyway")
             raise ResourceError(msg) from None
         if json_out:
-            emit(
+            emit_config(
+                "mm_dirty",
                 cfg,
-                type="config",
-                tool="mm_dirty",
                 version=__version__,
                 page_size_bytes=run.page_size_bytes,
                 region_address=run.region_address,
@@ -229,5 +231,5 @@ def mm_dirty_command(
                 say(line, out)
         print_summary("mm_dirty summary", summary.to_dict(), summary_lines(summary), out, details)
         if json_out:
-            emit_json(summary.to_dict())
+            emit(summary)
     return 0

@@ -34,6 +34,7 @@ from migmon.cli._common import (
     JsonOpt,
     QuietOpt,
     Show,
+    TimestampsOpt,
     drive,
     fail_line,
     make_config,
@@ -41,7 +42,7 @@ from migmon.cli._common import (
     say,
 )
 from migmon.errors import ConfigError
-from migmon.output import emit, print_summary
+from migmon.output import emit, emit_config, print_summary, show_timestamps
 from migmon.output.vm import host_of, latency_line, session_lines, speed_line, src_summary_lines
 
 _TESTS = ("precopy", "postcopy")
@@ -87,6 +88,7 @@ def vm_command(
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     details: DetailsOpt = False,
+    timestamps: TimestampsOpt = False,
     bind: Annotated[
         str | None,
         typer.Option(
@@ -139,6 +141,7 @@ def vm_command(
     """Emulate live-migration TCP streams: precopy (a stream from src to dst),
     postcopy (page requests from dst, answered by src), or both on one socket.
     Start the destination with '-d', then the source with '-s -H DST_IP'."""
+    show_timestamps(timestamps)
     if src == dst:
         raise ConfigError("please specify to emulate either src (-s) or dst (-d)")
     show = Show(json_out, quiet, details)
@@ -208,7 +211,7 @@ def _run_src(cfg: VmSourceConfig, show: Show) -> int:
         run = VmSource(cfg)
         say(f"Connected to dst VM {cfg.host}.", out)
         if json_out:
-            emit(cfg, type="config", tool="vm", role="src", version=__version__)
+            emit_config("vm", cfg, role="src", version=__version__)
         if cfg.precopy:
             say("Starting PRECOPY streaming test...", out)
 
@@ -237,7 +240,7 @@ def _run_dst(cfg: VmDestinationConfig, show: Show) -> int:
         say("Start emulation of dst VM.", out)
         d = VmDestination(cfg)
         if json_out:
-            emit(cfg, type="config", tool="vm", role="dst", version=__version__, address=d.address)
+            emit_config("vm", cfg, role="dst", version=__version__, address=d.address)
         reported: set[int] = set()
 
         def ended(s: VmSessionSummary) -> None:

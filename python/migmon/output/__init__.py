@@ -13,7 +13,18 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TextIO
 
-__all__ = ["ParseError", "Series", "emit", "emit_json", "print_summary", "summary_rows"]
+__all__ = [
+    "CLOCKS",
+    "ParseError",
+    "Series",
+    "emit",
+    "emit_config",
+    "emit_json",
+    "print_summary",
+    "show_timestamps",
+    "stamp",
+    "summary_rows",
+]
 
 
 class ParseError(ValueError):
@@ -56,10 +67,60 @@ def emit_json(obj: dict[str, Any], out: TextIO | None = None) -> None:
     stream.flush()
 
 
+#: What the config line says of the clocks behind the timestamps.
+CLOCKS = {
+    "elapsed": "monotonic (CLOCK_MONOTONIC) seconds from the run's start: elapsed_s, "
+    "start_offset_s",
+    "unix": "wall clock (CLOCK_REALTIME), Unix seconds to the microsecond: unix_s, "
+    "start_unix_s, and every object's unix_s",
+}
+
+
+#: Set by --timestamps: every text line starts with the wall-clock time.
+_timestamps = False
+
+
+def show_timestamps(on: bool) -> None:
+    """Turns the wall-clock prefix of text lines on or off."""
+    global _timestamps
+    _timestamps = on
+
+
+def stamp() -> str:
+    """The prefix of a text line with --timestamps (else empty)."""
+    if not _timestamps:
+        return ""
+    import datetime
+
+    return datetime.datetime.now().strftime("[%Y-%m-%d %H:%M:%S.%f] ")
+
+
+def unix_now() -> float:
+    """Wall-clock now, Unix seconds to the microsecond."""
+    import time
+
+    return round(time.time(), 6)
+
+
 def emit(result: _Result, out: TextIO | None = None, **extra: Any) -> None:
-    """A result (its ``to_dict()``, with ``extra`` keys) as one JSON line."""
+    """A result (its ``to_dict()``, with ``extra`` keys) as one JSON line,
+    with a wall-clock ``unix_s`` when the result has none of its own."""
     head = {"type": extra.pop("type")} if "type" in extra else {}
-    emit_json(head | result.to_dict() | extra, out)
+    obj = head | result.to_dict() | extra
+    obj.setdefault("unix_s", unix_now())
+    emit_json(obj, out)
+
+
+def emit_config(tool: str, config: _Result | None = None, **extra: Any) -> None:
+    """The first JSON line of a run: the tool, its configuration, the
+    clocks behind every timestamp and when the run started on the wall
+    clock (``start_unix_s``; monotonic times count from the run's start)."""
+    obj: dict[str, Any] = {"type": "config", "tool": tool}
+    if config is not None:
+        obj |= config.to_dict()
+    obj |= extra
+    obj |= {"start_unix_s": unix_now(), "clocks": CLOCKS}
+    emit_json(obj)
 
 
 def human(name: str, v: Any) -> str:
@@ -114,7 +175,7 @@ def print_summary(
     glance); with ``details``, every figure of the JSON summary after them,
     as a table in human units."""
     for line in plain:
-        out.write(line + "\n")
+        out.write(stamp() + line + "\n")
     out.flush()
     if not details:
         return

@@ -125,6 +125,9 @@ pub struct VmDstSample {
     pub session: u64,
     /// Seconds since the session started, at the end of the interval.
     pub elapsed_s: f64,
+    /// Wall-clock time at the end of the interval, Unix seconds (to the
+    /// microsecond): the same timeline as every tool's events and QEMU's.
+    pub unix_s: f64,
     /// Length of the interval, ms.
     pub duration_ms: u64,
     /// Bytes received over all the session's connections.

@@ -197,6 +197,7 @@ impl Session {
         VmDstSample {
             session: self.id,
             elapsed_s: (now - self.start).as_secs_f64(),
+            unix_s: crate::pace::unix_now(),
             duration_ms: dt.as_millis() as u64,
             bytes: delta,
             rate_mb_s: delta as f64 / MB as f64 / dt.as_secs_f64().max(1e-9),
