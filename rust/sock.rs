@@ -233,11 +233,17 @@ mod tests {
         let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         a.connect(b.local_addr().unwrap()).unwrap();
         assert!(enable_rx_timestamps(&a));
+        // The kernel turns stamping on a moment after the first socket asks
+        // (a deferred static key): until then a datagram is stamped when
+        // read. Let that moment pass.
+        let mut buf = [0u8; 16];
+        b.send_to(b"warm", a.local_addr().unwrap()).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        recv_stamped(&a, &mut buf).unwrap();
         b.send_to(b"hi", a.local_addr().unwrap()).unwrap();
         let sent = std::time::SystemTime::now();
         // Read it late: the stamp is when it arrived, not when we read.
         std::thread::sleep(std::time::Duration::from_millis(50));
-        let mut buf = [0u8; 16];
         let (n, stamp) = recv_stamped(&a, &mut buf).unwrap();
         assert_eq!(&buf[..n], b"hi");
         let sent_ns = sent

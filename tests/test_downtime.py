@@ -462,3 +462,30 @@ def test_a_stalled_client_says_the_gap_is_its_own(
     assert events[0]["client_stall_ms"] >= 0.5 * events[0]["gap_ms"], events[0]
     assert summary["client_stalled_events"] == 1
     assert "the client itself stalled" in err
+
+
+def test_an_outage_still_open_at_the_end_counts(
+    echo_proc: tuple[subprocess.Popen[str], int],
+) -> None:
+    proc, port = echo_proc
+    p = subprocess.Popen(
+        [*MIG_MON, "client", "127.0.0.1", "10", "-p", str(port), "--duration", "2", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.3)
+    os.kill(proc.pid, signal.SIGSTOP)
+    try:
+        out, err = p.communicate(timeout=20)
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+    assert p.returncode == 0, err
+    summary = json_lines(out)[-1]
+    (ev,) = summary["events"]
+    assert ev["open"] is True
+    # Stopped ~0.7 s before the end: the open gap runs to the end.
+    assert 450 <= ev["gap_ms"] <= 1500, ev
+    assert summary["total_downtime_ms"] == pytest.approx(ev["blackout_ms"])
+    assert "still going on at the end" in err
+    assert "counted in the total" in err

@@ -98,6 +98,9 @@ class DowntimeEvent:
     @property
     def client_stall_ms(self) -> float:
         """How late the client itself sent its probes during the gap, ms: its thread did not run (the host was overloaded, the client stopped). Part of the gap, or all of it, is then the client's, not the network's. 0 on a server, which cannot know."""
+    @property
+    def open(self) -> bool:
+        """Still going on when the run ended: its gap is the time from the last reply to the end (the outage may have lasted longer)."""
     def to_dict(self) -> dict[str, Any]:
         """Every field, under the same keys as the JSON output."""
 

@@ -47,6 +47,9 @@ pub struct DowntimeEvent {
     /// Part of the gap, or all of it, is then the client's, not the
     /// network's. 0 on a server, which cannot know.
     pub client_stall_ms: f64,
+    /// Still going on when the run ended: its gap is the time from the
+    /// last reply to the end (the outage may have lasted longer).
+    pub open: bool,
 }
 
 impl DowntimeEvent {
@@ -71,6 +74,7 @@ impl DowntimeEvent {
             resolution_ms: ms(resolution_ns),
             probes_missed,
             client_stall_ms: 0.0,
+            open: false,
         }
     }
 }

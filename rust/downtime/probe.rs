@@ -292,6 +292,7 @@ struct LateSend {
 const LATE_SENDS: usize = 64;
 
 struct Prober<'a> {
+    sending_ended_ns: u64,
     sent_at: Vec<u64>,
     late: std::collections::VecDeque<LateSend>,
     cfg: &'a Plan,
@@ -318,6 +319,7 @@ struct Prober<'a> {
 impl<'a> Prober<'a> {
     fn new(cfg: &'a Plan, ctx: &'a Ctx<ProbeMessage>, status: &'a Mutex<ProbeStatus>) -> Self {
         Self {
+            sending_ended_ns: 0,
             sent_at: vec![0; SENT_RING as usize],
             late: std::collections::VecDeque::with_capacity(LATE_SENDS),
             cfg,
@@ -349,7 +351,9 @@ impl<'a> Prober<'a> {
     fn run(mut self, sock: &UdpSocket) -> Result<ProbeSummary> {
         tighten_timer_slack();
         // Replies are timed when the kernel received them, so a client
-        // thread that ran late does not lengthen a gap.
+        // thread that ran late does not lengthen a gap. (The kernel turns
+        // stamping on a moment after the first socket asks; a reply before
+        // that is stamped when read, as without stamps.)
         enable_rx_timestamps(sock);
         let interval = self.cfg.interval;
         let start = Instant::now();
@@ -409,6 +413,9 @@ impl<'a> Prober<'a> {
                 }));
             }
         }
+        // Whether an outage is still open is judged when sending ended, not
+        // after the grace below (lost probes' replies never come).
+        self.sending_ended_ns = mono_ns();
         if !self.cfg.one_way {
             // Give the last probes' replies a moment to come back.
             let grace = (interval * 2).clamp(Duration::from_millis(50), Duration::from_secs(1));
@@ -558,11 +565,29 @@ impl<'a> Prober<'a> {
         *lock(self.status) = st;
     }
 
-    fn summary(self, elapsed: Duration) -> ProbeSummary {
-        let open_gap_ns = self
-            .gaps
-            .last_ns()
-            .map_or(0, |l| mono_ns().saturating_sub(l));
+    fn summary(mut self, elapsed: Duration) -> ProbeSummary {
+        let end_ns = self.sending_ended_ns;
+        let last = self.gaps.last_ns();
+        let open_gap_ns = last.map_or(0, |l| end_ns.saturating_sub(l));
+        // An outage still going on at the end is downtime too: an event
+        // marked open, counted in the totals.
+        if let (Some(l), Some(t)) = (last, self.gaps.threshold_ns()) {
+            if !self.cfg.one_way && open_gap_ns >= t {
+                let missed = self.sent.saturating_sub(self.max_seq.map_or(0, |m| m + 1));
+                let mut ev = DowntimeEvent::new(
+                    self.events.len() as u64,
+                    Some(self.cfg.peer.clone()),
+                    l,
+                    self.start_ns,
+                    open_gap_ns,
+                    self.cfg.interval.as_nanos() as u64,
+                    missed,
+                );
+                ev.open = true;
+                self.events.push(ev.clone());
+                self.ctx.send(ProbeMessage::Event(ev));
+            }
+        }
         let blackouts = self.events.iter().map(|e| e.blackout_ms);
         ProbeSummary {
             duration_s: elapsed.as_secs_f64(),

@@ -197,7 +197,9 @@ def client_command(
             if one_way:
                 live.show(f"[{_now_ms()}] sent {st.sent} packets to server")
             else:
-                live.show(status_line(_now_ms(), st.max_gap_ms, st.cur_gap_ms))
+                # During an outage the current gap grows with the silence.
+                cur = max(st.cur_gap_ms, st.since_last_reply_ms)
+                live.show(status_line(_now_ms(), st.max_gap_ms, cur))
 
         summary = drive(run, on_message, on_idle)
         live.end()

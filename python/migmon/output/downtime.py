@@ -88,6 +88,8 @@ def event_line(e: DowntimeEvent) -> str:
     )
     if e.client_stall_ms > 0:
         line += f", the client itself stalled {_ms(e.client_stall_ms)} (ms)"
+    if e.open:
+        line += ", still going on at the end"
     return line
 
 
@@ -141,8 +143,11 @@ def probe_summary_lines(s: ProbeSummary) -> list[str]:
             f"Total downtime: {_ms(s.total_downtime_ms)} (ms), "
             f"worst: {_ms(s.worst_downtime_ms)} (ms)"
         )
-        if s.threshold_ms is not None and s.open_gap_ms >= s.threshold_ms:
-            lines.append(f"Outage still open at the end: no reply for {_ms(s.open_gap_ms)} (ms)")
+        if any(e.open for e in s.events):
+            lines.append(
+                f"Outage still open at the end: no reply for {_ms(s.open_gap_ms)} (ms), "
+                "counted in the total"
+            )
     return lines
 
 
