@@ -282,11 +282,19 @@ def test_a_pause_of_the_process_is_reported_once_with_its_length(pattern: str, r
     assert p.returncode == 0, err
     objs = json_lines(out)
     pauses = [o for o in objs if o["type"] == "pause"]
-    assert len(pauses) == 1, pauses
+    # The stop is reported once. On a loaded 2-core machine the scheduler
+    # can also keep a thread off a core for more than 10 ms: those are
+    # pauses of the process too, and reported as such, but short.
+    long = [x for x in pauses if x["length_ms"] >= 100]
+    assert len(long) == 1, pauses
+    assert all(x["length_ms"] < 100 for x in pauses if x is not long[0]), pauses
     # Accuracy bound for a loaded machine (measured: within 1 ms).
-    assert abs(pauses[0]["length_ms"] - stopped_ms) <= 5.0, (pauses[0], stopped_ms)
-    assert pauses[0]["threads"] == [0, 1]
+    assert abs(long[0]["length_ms"] - stopped_ms) <= 5.0, (long[0], stopped_ms)
+    assert long[0]["threads"] == [0, 1]
     summary = objs[-1]
-    assert summary["pauses"] == 1 and summary["pause_max_ms"] == pauses[0]["length_ms"]
-    assert sum(o["pauses"] for o in objs if o["type"] == "sample") == 1
+    assert summary["pauses"] == len(pauses)
+    assert summary["pause_max_ms"] == long[0]["length_ms"]
+    # Each pause counts in the interval it was reported in (one reported
+    # after the last interval is in no sample).
+    assert 1 <= sum(o["pauses"] for o in objs if o["type"] == "sample") <= len(pauses)
     assert "pause: at " in err and "(ms) without dirtying, threads 0,1" in err
