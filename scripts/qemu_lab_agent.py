@@ -1,0 +1,113 @@
+"""The QEMU lab's agent inside the guest: runs what the lab asks, over TCP.
+
+It is copied into the guest's root image and started by the guest's init. One
+request per connection, a JSON line in, a JSON line out:
+
+- ``{"op": "run", "argv": [...], "timeout": s}``: run to the end, return
+  ``rc``, ``stdout``, ``stderr``.
+- ``{"op": "spawn", "name": n, "argv": [...]}``: start in the background, its
+  output going to ``/tmp/<n>.out`` and ``/tmp/<n>.err``.
+- ``{"op": "signal", "name": n, "sig": 15}``: send a signal to a spawned one.
+- ``{"op": "wait", "name": n, "timeout": s}``: wait for it, return its ``rc``
+  and its output.
+- ``{"op": "time"}``: the guest's wall clock (to line up the two clocks).
+
+Standard library only: the guest has the host's Python but nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from typing import Any
+
+PORT = 7000
+spawned: dict[str, subprocess.Popen[bytes]] = {}
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def handle(req: dict[str, Any]) -> dict[str, Any]:
+    op = req.get("op")
+    if op == "time":
+        return {"unix_s": time.time(), "mono_s": time.monotonic()}
+    if op == "run":
+        try:
+            done = subprocess.run(
+                req["argv"], capture_output=True, timeout=req.get("timeout", 120), check=False
+            )
+        except subprocess.TimeoutExpired:
+            return {"error": "timeout"}
+        return {
+            "rc": done.returncode,
+            "stdout": done.stdout.decode(errors="replace"),
+            "stderr": done.stderr.decode(errors="replace"),
+        }
+    if op == "spawn":
+        name = req["name"]
+        out = open(f"/tmp/{name}.out", "wb")  # noqa: SIM115 - the child owns it
+        err = open(f"/tmp/{name}.err", "wb")  # noqa: SIM115
+        spawned[name] = subprocess.Popen(req["argv"], stdout=out, stderr=err)
+        out.close()
+        err.close()
+        return {"pid": spawned[name].pid}
+    if op == "signal":
+        p = spawned[req["name"]]
+        if p.poll() is None:
+            p.send_signal(req.get("sig", signal.SIGTERM))
+        return {"ok": True}
+    if op == "wait":
+        p = spawned[req["name"]]
+        try:
+            rc = p.wait(timeout=req.get("timeout", 60))
+        except subprocess.TimeoutExpired:
+            return {"error": "timeout"}
+        name = req["name"]
+        return {
+            "rc": rc,
+            "stdout": _read(f"/tmp/{name}.out"),
+            "stderr": _read(f"/tmp/{name}.err"),
+        }
+    return {"error": f"unknown op {op!r}"}
+
+
+def serve(conn: socket.socket) -> None:
+    with conn:
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = conn.recv(65536)
+            if not chunk:
+                return
+            data += chunk
+        try:
+            reply = handle(json.loads(data))
+        except Exception as e:  # the lab wants to hear about it, not a dead agent
+            reply = {"error": f"{type(e).__name__}: {e}"}
+        conn.sendall(json.dumps(reply).encode() + b"\n")
+
+
+def main() -> None:
+    lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    lsock.bind(("0.0.0.0", PORT))
+    lsock.listen(16)
+    print(f"lab agent listening on {PORT}", flush=True)
+    os.environ.setdefault("HOME", "/tmp")
+    while True:
+        conn, _ = lsock.accept()
+        threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""mig_mon in a real QEMU guest across real live migrations, judged by QEMU's
+own figures and a packet capture (scripts/qemu_lab.py does the work; this
+test asserts its checks). Needs root: it makes a network namespace and taps,
+and fetches QEMU and a kernel from Debian's packages into .lab/."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = [
+    pytest.mark.qemu,
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root (netns, taps, apt)"),
+]
+
+
+def test_real_migrations(tmp_path: Path) -> None:
+    out = tmp_path / "lab.json"
+    png = tmp_path / "lab.png"
+    p = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/qemu_lab.py"), "--migrations", "3",
+         "--json", str(out), "--plot", str(png)],
+        capture_output=True, text=True, timeout=1200, check=False,
+    )  # fmt: skip
+    print(p.stdout)
+    print(p.stderr[-4000:], file=sys.stderr)
+    assert out.exists(), f"the lab did not finish (exit {p.returncode})"
+    report = json.loads(out.read_text())
+    failed = [k for k, ok in report["checks"].items() if not ok]
+    assert not failed, f"lab checks failed: {failed}\n{p.stdout}"
+    assert p.returncode == 0
+    assert len(report["migrations"]) == 3
+    assert png.stat().st_size > 10_000
+    # Every figure the report promises is there, for every migration.
+    for m in report["migrations"]:
+        for key in ("total_time_ms", "downtime_ms", "stop_to_resume_ms", "transferred_mb",
+                    "dirty_syncs", "dirty_pages_rate_mb_s", "wire_outage_ms",
+                    "guest_clock_lag_ms", "mig_mon_outages"):  # fmt: skip
+            assert m[key] is not None, key
