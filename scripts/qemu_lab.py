@@ -529,6 +529,7 @@ class Lab:
         self.kernel, self.initrd, self.image = kernel, initrd, image
         self.accel, self.mem_mb = accel, mem_mb
         self.serial: list[Path] = []
+        self.started: list[Qemu] = []
         self.count = 0
 
     async def start(self, tap: str, incoming: bool) -> Qemu:
@@ -596,6 +597,7 @@ class Lab:
         qmp = QMPClient(tag)
         await qmp.connect(str(sock))
         vm = Qemu(tag, proc, qmp)
+        self.started.append(vm)
 
         async def pump() -> None:
             async for ev in qmp.events:
@@ -762,6 +764,13 @@ async def boot(lab: Lab, report: dict[str, Any]) -> Qemu:
         lab.accel = "tcg"
         vm = await lab.start(TAPS[0], incoming=False)
         secs = await wait_agent(vm, 600)
+    # Start the guest on the host's time (its RTC has whole seconds), so its
+    # JSON lines up with the host's on one timeline; it then falls behind by
+    # each migration's stop.
+    t0 = time.time()
+    await agent({"op": "time"})
+    rtt = time.time() - t0
+    await agent({"op": "settime", "unix_s": time.time() + rtt / 2})
     v = await agent({"op": "run", "argv": ["mig_mon", "--version"]})
     report["guest"] = {
         "accel": lab.accel,
@@ -908,6 +917,11 @@ async def migrations(lab: Lab, vm: Qemu, args: argparse.Namespace, report: dict[
     await agent({"op": "signal", "name": "dirty", "sig": int(signal.SIGINT)})
     done = await agent({"op": "wait", "name": "dirty"})
     dirty, dirty_rc = json_objs(done["stdout"]), done["rc"]
+    (work / "dirty.json").write_text(done["stdout"])
+    with open(work / "qemu-events.jsonl", "w") as f:
+        for q in lab.started:
+            for e in q.events:
+                f.write(json.dumps(e) + "\n")
     await agent({"op": "signal", "name": "echo", "sig": int(signal.SIGINT)})
     await agent({"op": "wait", "name": "echo"})
     client_objs = json_objs((work / "client.json").read_text())
@@ -1291,6 +1305,12 @@ def main() -> int:
         Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
     if args.plot:
         plot(report, lab, Path(args.plot))
+        # The same run through `mig_mon plot`: the client (host), mm_dirty
+        # (guest) and QEMU's events on one wall-clock axis.
+        timeline = Path(args.plot).with_name(Path(args.plot).stem + "-timeline.png")
+        mig_mon = str(Path(sys.executable).parent / "mig_mon")
+        files = [str(lab / n) for n in ("client.json", "dirty.json", "qemu-events.jsonl")]
+        sh(mig_mon, "plot", *files, "-o", timeline)
     print(text_report(report))
     return 0 if report["ok"] else 3
 

@@ -11,6 +11,7 @@ request per connection, a JSON line in, a JSON line out:
 - ``{"op": "wait", "name": n, "timeout": s}``: wait for it, return its ``rc``
   and its output.
 - ``{"op": "time"}``: the guest's wall clock (to line up the two clocks).
+- ``{"op": "settime", "unix_s": t}``: set it (the RTC gives whole seconds).
 
 Standard library only: the guest has the host's Python but nothing else.
 """
@@ -42,6 +43,10 @@ def handle(req: dict[str, Any]) -> dict[str, Any]:
     op = req.get("op")
     if op == "time":
         return {"unix_s": time.time(), "mono_s": time.monotonic()}
+    if op == "settime":
+        # The guest's RTC has whole seconds; the lab sets the host's time.
+        time.clock_settime(time.CLOCK_REALTIME, req["unix_s"])
+        return {"unix_s": time.time()}
     if op == "run":
         try:
             done = subprocess.run(

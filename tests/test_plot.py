@@ -187,7 +187,7 @@ def test_unreadable_inputs(tmp_path: Path) -> None:
     a = write(tmp_path, "a.log", ORIGINAL_SPIKE_LOG)
     b = write(tmp_path, "b.txt", ORIGINAL_DIRTY)
     err = assert_one_line_error(run_cli("plot", str(a), str(b), "-o", str(tmp_path / "x.png")))
-    assert "different kinds" in err
+    assert "b.txt has no wall-clock times" in err
     assert_one_line_error(run_cli("plot", str(a), "-o", str(tmp_path / "x.gif")), code=2)
     with pytest.raises(ParseError):
         parse_text('{"type":"sample"}\n')
@@ -282,3 +282,66 @@ def test_default_output_name(tmp_path: Path) -> None:
     p = run_cli("plot", str(src), cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     assert (tmp_path / "spike.png").read_bytes().startswith(b"\x89PNG")
+
+
+CLIENT_JSON = """\
+{"type":"config","tool":"client","interval_ms":5.0,"start_unix_s":1700000100.0}
+{"type":"event","index":0,"start_unix_s":1700000105.5,"start_offset_s":5.5,"gap_ms":120.0,"blackout_ms":115.0}
+{"type":"summary","sent":10}
+"""
+DIRTY_JSON = """\
+{"type":"config","tool":"mm_dirty","start_unix_s":1700000098.0}
+{"type":"sample","index":0,"elapsed_s":1.0,"unix_s":1700000099.0,"rate_mb_s":100.0,"load_pct":5.0}
+{"type":"pause","index":0,"start_unix_s":1700000107.4,"start_offset_s":9.4,"length_ms":40.0,"threads":[0]}
+{"type":"sample","index":1,"elapsed_s":10.0,"unix_s":1700000108.0,"rate_mb_s":90.0,"load_pct":5.0}
+"""
+QMP_EVENTS = """\
+{"event": "STOP", "timestamp": {"seconds": 1700000105, "microseconds": 510000}}
+{"event": "MIGRATION", "timestamp": {"seconds": 1700000105, "microseconds": 560000}}
+{"event": "RESUME", "timestamp": {"seconds": 1700000105, "microseconds": 580000}}
+"""
+VIRSH_EVENTS = """\
+2023-11-14 22:15:05.510+0000: event STOP for domain 'guest': <null>
+2023-11-14 22:15:05.580+0000: event RESUME for domain 'guest': <null>
+"""
+
+
+def test_timeline_of_different_tools_and_qemu_events(tmp_path: Path) -> None:
+    """Inputs of different tools share one wall-clock axis: the client's
+    event, mm_dirty's pause and QEMU's STOP -> RESUME land where they were."""
+    files = []
+    for name, text in (("c.json", CLIENT_JSON), ("d.json", DIRTY_JSON), ("q.json", QMP_EVENTS)):
+        (tmp_path / name).write_text(text)
+        files.append(tmp_path / name)
+    q = parse_file(files[2])
+    assert q.kind == "qemu" and q.spans == [(0.0, pytest.approx(70.0), "STOP -> RESUME")]
+    fig = plot_files(files)
+    rate_ax = fig.axes[1]
+    assert [ax.get_ylabel() for ax in fig.axes[:2]] == ["Reply gap (ms)", "Dirty rate (MB/s)"]
+    # Time 0 is the earliest start (mm_dirty's): the client's event at +7.5 s.
+    stems = fig.axes[0].lines[0]
+    assert list(stems.get_xdata()) == [pytest.approx(7.5)]
+    assert list(rate_ax.lines[0].get_xdata()) == [pytest.approx(1.0), pytest.approx(10.0)]
+    spans = [
+        (p.get_x(), p.get_width()) for p in rate_ax.patches if p.get_facecolor()[:3] != (0, 0, 0)
+    ]
+    # mm_dirty's pause (9.4 s, 40 ms) and QEMU's stop (7.51 s, 70 ms).
+    assert (pytest.approx(9.4), pytest.approx(0.04)) in spans
+    assert (pytest.approx(7.51), pytest.approx(0.07)) in spans
+    assert "2023-11-14 22:14:58" in fig.axes[-1].get_xlabel()
+    v = tmp_path / "v.log"
+    v.write_text(VIRSH_EVENTS)
+    assert parse_file(v).spans == [(0.0, pytest.approx(70.0), "STOP -> RESUME")]
+    out = tmp_path / "t.png"
+    r = run_cli("plot", *map(str, files), "-o", str(out))
+    assert r.returncode == 0 and out.stat().st_size > 10_000
+
+
+def test_timeline_needs_wall_clock_times(tmp_path: Path) -> None:
+    (tmp_path / "c.json").write_text(CLIENT_JSON)
+    (tmp_path / "d.txt").write_text(ORIGINAL_DIRTY)
+    r = run_cli("plot", str(tmp_path / "c.json"), str(tmp_path / "d.txt"))
+    assert "d.txt has no wall-clock times" in assert_one_line_error(r, code=2)
+    (tmp_path / "q.json").write_text(QMP_EVENTS)
+    r = run_cli("plot", str(tmp_path / "q.json"))
+    assert "QEMU's events alone" in assert_one_line_error(r, code=2)

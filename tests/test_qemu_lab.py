@@ -39,6 +39,9 @@ def test_real_migrations(tmp_path: Path) -> None:
     assert p.returncode == 0
     assert len(report["migrations"]) == 3
     assert png.stat().st_size > 10_000
+    # `mig_mon plot` put the client, the guest's mm_dirty and QEMU's events
+    # on one wall-clock axis.
+    assert (tmp_path / "lab-timeline.png").stat().st_size > 10_000
     # Every figure the report promises is there, for every migration.
     for m in report["migrations"]:
         for key in ("total_time_ms", "downtime_ms", "stop_to_resume_ms", "transferred_mb",

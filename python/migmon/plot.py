@@ -160,14 +160,21 @@ def _plot_dirty(series: Sequence[Series]) -> Figure:
     fig = _figure(3 if has_lat else 2)
     rate_ax, load_ax = fig.axes[0], fig.axes[1]
     for group, colour, s in _groups(series):
-        rate_ax.plot(s.x, s.columns.get("rate_mb_s", []), "-", color=colour,
-                     label=_name(group, "dirty rate"))  # fmt: skip
-        load_ax.plot(s.x, s.columns.get("load_pct", []), "-", color=colour,
-                     label=_name(group, "load"))  # fmt: skip
+        rate_ax.plot(
+            s.x, s.columns.get("rate_mb_s", []), "-", color=colour, label=_name(group, "dirty rate")
+        )
+        load_ax.plot(
+            s.x, s.columns.get("load_pct", []), "-", color=colour, label=_name(group, "load")
+        )
         if has_lat and "p50_us" in s.columns:
             for col in ("p50_us", "p99_us", "max_us"):
-                fig.axes[2].plot(s.x, s.columns[col], STYLES[col], color=colour,
-                                 label=_name(group, col.removesuffix("_us")))  # fmt: skip
+                fig.axes[2].plot(
+                    s.x,
+                    s.columns[col],
+                    STYLES[col],
+                    color=colour,
+                    label=_name(group, col.removesuffix("_us")),
+                )
     rate_ax.set_ylabel("Dirty rate (MB/s)")
     load_ax.set_ylabel("Load (%)")
     _from_zero(rate_ax)
@@ -185,9 +192,15 @@ def _plot_vm_src(series: Sequence[Series]) -> Figure:
         ax.plot(s.x, s.columns["rate_mb_s"], "-", color=colour, label=_name(group, "total"))
         channels = sorted(k for k in s.columns if k.startswith("channel"))
         for k, name in enumerate(channels):
-            ax.plot(s.x, s.columns[name], color=colour, lw=0.8, alpha=0.8,
-                    linestyle=CHANNEL_STYLES[k % len(CHANNEL_STYLES)],
-                    label=_name(group, name.removesuffix("_mb_s")))  # fmt: skip
+            ax.plot(
+                s.x,
+                s.columns[name],
+                color=colour,
+                lw=0.8,
+                alpha=0.8,
+                linestyle=CHANNEL_STYLES[k % len(CHANNEL_STYLES)],
+                label=_name(group, name.removesuffix("_mb_s")),
+            )
     ax.set_ylabel("Precopy bandwidth (MB/s)")
     _from_zero(ax)
     return _finish(fig, "Precopy bandwidth")
@@ -199,8 +212,13 @@ def _plot_vm_dst(series: Sequence[Series]) -> Figure:
     for group, colour, s in _groups(series):
         for col in ("avg_us", "p50_us", "p99_us", "max_us"):
             if col in s.columns:
-                ax.plot(s.x, s.columns[col], STYLES[col], color=colour,
-                        label=_name(group, col.removesuffix("_us")))  # fmt: skip
+                ax.plot(
+                    s.x,
+                    s.columns[col],
+                    STYLES[col],
+                    color=colour,
+                    label=_name(group, col.removesuffix("_us")),
+                )
     ax.set_ylabel("Page-request latency (us)")
     _latency_scale(ax)
     return _finish(fig, "Postcopy page-request latency")
@@ -214,16 +232,106 @@ _PLOTTERS: dict[str, Any] = {
 }
 
 
+#: The rows of a timeline, top to bottom, and what each shows.
+_TIMELINE_ROWS = {
+    "downtime": "Reply gap (ms)",
+    "dirty": "Dirty rate (MB/s)",
+    "vm_src": "Precopy (MB/s)",
+    "vm_dst": "Page request p99 (us)",
+}
+
+
+def _plot_timeline(series: Sequence[Series]) -> Figure:
+    """Inputs of different tools on one wall-clock axis: a row per tool,
+    mm_dirty's pauses and QEMU's STOP -> RESUME shaded where they were."""
+    for s in series:
+        if s.start_unix_s is None:
+            raise ConfigError(
+                f"{s.label} has no wall-clock times; give --json output (or a spike log) "
+                "to put it on a timeline with other tools"
+            )
+    # Time 0: the earliest start of a mig_mon run (QEMU's events may go back
+    # to its own start, long before).
+    starts = [s.start_unix_s for s in series if s.kind != "qemu" and s.start_unix_s is not None]
+    t0 = min(starts or [s.start_unix_s for s in series if s.start_unix_s is not None])
+    rows = [k for k in _TIMELINE_ROWS if any(s.kind == k for s in series)]
+    if not rows:
+        raise ConfigError("QEMU's events alone have nothing to plot: give mig_mon output too")
+    fig = _figure(len(rows))
+    axes = dict(zip(rows, fig.axes, strict=True))
+    for i, s in enumerate(series):
+        shift = (s.start_unix_s or t0) - t0
+        xs = [x + shift for x in s.x]
+        colour = _colour(i)
+        if s.kind == "downtime":
+            ax = axes["downtime"]
+            ex = [e[0] + shift for e in s.events]
+            ax.vlines(ex, 0, [e[1] for e in s.events], colors=colour, lw=1.5)
+            ax.plot(ex, [e[1] for e in s.events], "o", color=colour, label=f"{s.label}: event")
+        elif s.kind == "dirty":
+            ax = axes["dirty"]
+            ax.plot(
+                xs,
+                s.columns.get("rate_mb_s", []),
+                "-",
+                color=colour,
+                label=f"{s.label}: dirty rate",
+            )
+            for k, (x, length_ms) in enumerate(s.pauses):
+                ax.axvspan(
+                    x + shift,
+                    x + shift + length_ms / 1e3,
+                    color="purple",
+                    alpha=0.3,
+                    lw=0,
+                    label=f"{s.label}: pause" if k == 0 else None,
+                )
+        elif s.kind == "vm_src":
+            axes["vm_src"].plot(
+                xs, s.columns["rate_mb_s"], "-", color=colour, label=f"{s.label}: precopy"
+            )
+        elif s.kind == "vm_dst":
+            axes["vm_dst"].plot(
+                xs, s.columns.get("p99_us", []), "--", color=colour, label=f"{s.label}: p99"
+            )
+        for k, (x, length_ms, name) in enumerate(s.spans):
+            for j, ax in enumerate(fig.axes):
+                # At least a hairline: a STOP -> RESUME of 20 ms in a minute.
+                ax.axvspan(
+                    x + shift,
+                    x + shift + max(length_ms / 1e3, 1e-3),
+                    color="orange",
+                    alpha=0.5,
+                    lw=1,
+                    ec="orange",
+                    label=f"{s.label}: {name}" if k == 0 and j == 0 else None,
+                )
+    for kind, ax in axes.items():
+        ax.set_ylabel(_TIMELINE_ROWS[kind])
+        if kind == "vm_dst":
+            _latency_scale(ax)
+        else:
+            # Headroom, so a steady rate does not sit on the frame.
+            ax.set_ylim(0, ax.get_ylim()[1] * 1.1)
+    fig = _finish(fig, "Timeline (wall clock)")
+    for ax in fig.axes:
+        if ax.get_legend() is None and ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+    from datetime import datetime, timezone
+
+    start = datetime.fromtimestamp(t0, timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+    fig.axes[-1].set_xlabel(f"Time (s) from {start} UTC")
+    return fig
+
+
 def plot_series(series: Sequence[Series]) -> Figure:
-    """One figure for parsed inputs of one kind (overlaid)."""
+    """One figure for parsed inputs: inputs of one kind overlaid; inputs of
+    different tools (QEMU's events among them) on one wall-clock timeline."""
     if not series:
         raise ConfigError("nothing to plot")
     kinds = {s.kind for s in series}
-    if len(kinds) > 1:
-        raise ConfigError(
-            "cannot overlay inputs of different kinds: "
-            + ", ".join(f"{s.label} ({s.kind})" for s in series)
-        )
+    if len(kinds) > 1 or kinds == {"qemu"}:
+        return _plot_timeline(series)
     if all(not s.x for s in series):
         raise ConfigError("no data points in " + ", ".join(s.label for s in series))
     return _PLOTTERS[series[0].kind](series)  # type: ignore[no-any-return]

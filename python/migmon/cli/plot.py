@@ -35,7 +35,9 @@ def plot_command(
     ] = None,
 ) -> int:
     """Plot runs: downtime events, dirty rate and latencies, precopy
-    bandwidth, page-request latency. Inputs of one kind overlay."""
+    bandwidth, page-request latency. Inputs of one kind overlay; inputs of
+    different tools (--json output, spike logs, QEMU's QMP or virsh event
+    log) share one wall-clock axis, with pauses and STOP -> RESUME shaded."""
     import sys
 
     if output is None:
@@ -61,5 +63,7 @@ def plot_command(
         say(f"mig_mon: cannot write {output}: {e.strerror or e}", sys.stderr)
         return 1
     points = sum(len(s.x) for s in series)
-    say(f"wrote {output} ({series[0].kind}, {len(series)} input(s), {points} points)", sys.stdout)
+    kinds = {s.kind for s in series}
+    kind = series[0].kind if len(kinds) == 1 else "timeline of " + ", ".join(sorted(kinds))
+    say(f"wrote {output} ({kind}, {len(series)} input(s), {points} points)", sys.stdout)
     return 0

@@ -39,7 +39,11 @@ class Series:
     y values by name (units in the names: ``rate_mb_s``, ``p99_us``...);
     ``events`` (downtime only) holds ``(x_s, gap_ms, blackout_ms)``;
     ``sessions`` (a destination's, when it names them) the session of each
-    point, so that sessions are drawn apart.
+    point, so that sessions are drawn apart; ``pauses`` (mm_dirty only)
+    ``(x_s, length_ms)``; ``spans`` (QEMU's events) ``(x_s, length_ms,
+    name)``, such as STOP -> RESUME. ``start_unix_s`` is the wall-clock time
+    of x = 0 when the input says it (JSON, spike logs, QEMU's events), so
+    that inputs of different tools can share one time axis.
     """
 
     kind: str
@@ -48,6 +52,9 @@ class Series:
     columns: dict[str, list[float]] = field(default_factory=dict)
     events: list[tuple[float, float, float]] = field(default_factory=list)
     sessions: list[int] = field(default_factory=list)
+    pauses: list[tuple[float, float]] = field(default_factory=list)
+    spans: list[tuple[float, float, str]] = field(default_factory=list)
+    start_unix_s: float | None = None
 
     def add(self, x: float, **values: float) -> None:
         """Appends one point."""

@@ -154,4 +154,6 @@ def parse_json(objs: list[dict[str, Any]], label: str) -> Series:
                     "max_us": lat["max_ns"] / 1000,
                 }
             s.add(o["elapsed_s"], **values)
+        elif o.get("type") == "pause":
+            s.pauses.append((o["start_offset_s"], o["length_ms"]))
     return s

@@ -184,6 +184,7 @@ def parse_spike_log(lines: list[str], label: str) -> Series:
         t, delay = int(m.group(1)), m.group(2)
         if start is None:
             start = t
+            s.start_unix_s = float(t)
         if delay in SPIKE_MARKERS:
             continue
         x = float(t - start)
