@@ -125,6 +125,7 @@ def test_round_trip_client_warns_when_peer_never_replies() -> None:
     # A run that heard nothing has an exit code of its own (the README's table).
     assert p.returncode == 3, p.stderr
     assert "warning: no reply from 127.0.0.1" in p.stdout
+    assert "still trying: timeout: nothing came back" in p.stdout
     assert "--one-way" in p.stdout
     assert p.stdout.splitlines()[-1].startswith("Total downtime")  # the summary came first
     err = p.stderr.strip()
@@ -136,8 +137,54 @@ def test_client_says_when_nothing_listens() -> None:
     port = free_port(socket.SOCK_DGRAM)
     p = run_cli("client", "127.0.0.1", "20", "-p", str(port), "--duration", "3.5")
     assert p.returncode == 3, p.stderr
-    assert "nothing is listening there (connection refused)" in p.stdout
-    assert "nothing is listening there (connection refused)" in p.stderr
+    assert "still trying: nothing is listening there (connection refused" in p.stdout
+    assert "nothing is listening there (connection refused" in p.stderr
+
+
+def test_client_says_when_something_else_answers() -> None:
+    """A peer that answers with datagrams that are not our probes (wrong
+    magic) is told apart from silence and from a closed port."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(0.2)
+    stop = threading.Event()
+
+    def answer_garbage() -> None:
+        while not stop.is_set():
+            try:
+                _, peer = sock.recvfrom(2048)
+            except TimeoutError:
+                continue
+            sock.sendto(b"not a mig_mon probe", peer)
+
+    t = threading.Thread(target=answer_garbage, daemon=True)
+    t.start()
+    try:
+        p = run_cli(
+            "client", "127.0.0.1", "50", "-p", str(sock.getsockname()[1]), "--duration", "3.5"
+        )
+    finally:
+        stop.set()
+        t.join()
+        sock.close()
+    assert p.returncode == 3, p.stderr
+    assert "still trying: wrong magic:" in p.stdout
+    assert "wrong magic:" in p.stderr and "not mig_mon probes" in p.stderr
+
+
+def test_client_keeps_trying_and_says_when_replies_start() -> None:
+    """A client started before its server keeps probing; when the server
+    comes up, it says so and measures as usual."""
+    port = free_port(socket.SOCK_DGRAM)
+    client = popen_cli("client", "127.0.0.1", "50", "-p", str(port), "--duration", "6")
+    time.sleep(3.8)
+    with EchoServer(bind="127.0.0.1", port=port):
+        out, err = client.communicate(timeout=30)
+    assert client.returncode == 0, err
+    assert "warning: no reply from 127.0.0.1" in out
+    started = [x for x in out.splitlines() if "replies from 127.0.0.1" in x]
+    assert len(started) == 1 and "started" in started[0], out
+    assert "Setting spike throttle to" in out
 
 
 # ---- scripted peers: both directions of compatibility -----------------------

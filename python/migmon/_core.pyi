@@ -233,6 +233,12 @@ class NoReply:
     @property
     def refused(self) -> int:
         """Sends refused so far: the kernel was told nothing listens there."""
+    @property
+    def foreign(self) -> int:
+        """Datagrams that came back but are not our probes (wrong magic, or not one we sent): something else answers on that port."""
+    @property
+    def send_errors(self) -> int:
+        """Sends the kernel refused (no route, link down)."""
     def to_dict(self) -> dict[str, Any]:
         """Every field, under the same keys as the JSON output."""
 

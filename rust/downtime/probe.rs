@@ -27,7 +27,9 @@ use crate::units::{self, de};
 const SENT_RING: u64 = 1 << 16;
 
 /// After how long without any reply the client warns once.
-const NO_REPLY_WARNING: Duration = Duration::from_secs(3);
+/// When a client that has heard nothing says so (seconds since the first
+/// probe); after the last, once a minute. It keeps probing all along.
+const NO_REPLY_WARNINGS: [u64; 4] = [3, 10, 30, 60];
 
 /// A probe run's configuration (`client`). The interval and the threshold
 /// are in ms, as the original's command line has them; the run's length in
@@ -144,6 +146,11 @@ pub struct NoReply {
     pub after_s: f64,
     /// Sends refused so far: the kernel was told nothing listens there.
     pub refused: u64,
+    /// Datagrams that came back but are not our probes (wrong magic, or
+    /// not one we sent): something else answers on that port.
+    pub foreign: u64,
+    /// Sends the kernel refused (no route, link down).
+    pub send_errors: u64,
 }
 
 /// A live view of the run (the original's status line and more).
@@ -360,7 +367,7 @@ impl<'a> Prober<'a> {
         self.start_ns = mono_ns();
         let end = self.cfg.duration.map(|d| start + d);
         let mut next_send = start;
-        let mut warned = false;
+        let mut warnings = 0usize;
         let mut buf = vec![0u8; 65_536];
         loop {
             let now = Instant::now();
@@ -401,15 +408,17 @@ impl<'a> Prober<'a> {
             if wait_readable(sock, wake.saturating_duration_since(Instant::now())) {
                 self.drain(sock, &mut buf);
             }
-            if !warned
-                && !self.cfg.one_way
-                && self.received == 0
-                && start.elapsed() >= NO_REPLY_WARNING
-            {
-                warned = true;
+            let due = NO_REPLY_WARNINGS
+                .get(warnings)
+                .copied()
+                .unwrap_or(60 * (warnings as u64 - 2));
+            if !self.cfg.one_way && self.received == 0 && start.elapsed().as_secs() >= due {
+                warnings += 1;
                 self.ctx.send(ProbeMessage::NoReply(NoReply {
                     after_s: start.elapsed().as_secs_f64(),
                     refused: self.refused,
+                    foreign: self.foreign,
+                    send_errors: self.send_errors,
                 }));
             }
         }

@@ -98,6 +98,9 @@ class _Live:
         self.tty = out.isatty()
         self._last = 0.0
         self._dirty = False
+        #: Wall-clock time of the first probe, while a client has warned
+        #: that it hears nothing.
+        self.silent_since: float | None = None
 
     def due(self) -> bool:
         period = 0.1 if self.tty else 1.0
@@ -191,6 +194,10 @@ def client_command(
             _client_message(m, live, log, json_out, target)
 
         def on_idle() -> None:
+            if live.silent_since is not None and run.status.received:
+                after = time.time() - live.silent_since
+                live.line(f"replies from {target} started, {after:.1f} s after the first probe")
+                live.silent_since = None
             if quiet or not live.due():
                 return
             st = run.status
@@ -210,16 +217,30 @@ def client_command(
         if json_out:
             emit(summary)
     if not one_way and summary.sent and not summary.received:
-        fail_line(f"no reply at all from {target}: {_silence(summary.refused)}")
+        fail_line(
+            f"no reply at all from {target}: "
+            + _silence(summary.refused, summary.foreign, summary.send_errors)
+        )
         return EXIT_NO_REPLY
     return EXIT_OK
 
 
-def _silence(refused: int) -> str:
-    """What a server's silence means, as far as the kernel told us."""
+def _silence(refused: int, foreign: int, send_errors: int) -> str:
+    """What a server's silence means, as far as the kernel and the wire told
+    us: something else answering, a closed port, no route, or nothing."""
+    if foreign:
+        return (
+            f"wrong magic: {foreign} replies that are not mig_mon probes "
+            "(another service on that port, or not a mig_mon server_rr)"
+        )
     if refused:
-        return "nothing is listening there (connection refused)"
-    return "is it down, filtered, or a one-way 'mig_mon server'? (use --one-way for that)"
+        return f"nothing is listening there (connection refused, {refused} times)"
+    if send_errors:
+        return f"the probes cannot be sent ({send_errors} send errors: no route, link down?)"
+    return (
+        "timeout: nothing came back (is it down, filtered, or a one-way 'mig_mon server'? "
+        "use --one-way for that)"
+    )
 
 
 def _client_message(
@@ -235,7 +256,10 @@ def _client_message(
         log.spike(m.gap_ms)
         live.line(event_line(m))
     else:
-        live.line(f"warning: no reply from {host} after {m.after_s:.0f} s: {_silence(m.refused)}")
+        if live.silent_since is None:
+            live.silent_since = time.time() - m.after_s
+        why = _silence(m.refused, m.foreign, m.send_errors)
+        live.line(f"warning: no reply from {host} after {m.after_s:.0f} s, still trying: {why}")
     if json_out:
         emit(m)
 
