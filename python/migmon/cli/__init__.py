@@ -9,6 +9,7 @@ interrupt before anything ran. Never a traceback.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -16,7 +17,14 @@ from typing import Any
 import typer
 
 from migmon import __version__
-from migmon.cli._common import EXIT_CORRUPTION, EXIT_USAGE, fail_line
+from migmon.cli._common import (
+    EXIT_BROKEN_PIPE,
+    EXIT_CORRUPTION,
+    EXIT_FAILURE,
+    EXIT_INTERNAL,
+    EXIT_USAGE,
+    fail_line,
+)
 from migmon.errors import ConfigError, CorruptionError, MigmonError
 
 __all__ = ["build_app", "main"]
@@ -156,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     names = {c[0] for c in _COMMANDS}
     only = args[0] if args and args[0] in names else None
+    if sys.stdout is None:
+        fail_line("standard output is closed (>&-): give it a file, or /dev/null")
+        return EXIT_FAILURE
     cmd = typer.main.get_command(build_app(only))
     _plain_arguments(cmd)
     try:
@@ -178,20 +189,40 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         fail_line(str(e))
         return 1
+    except BrokenPipeError:
+        # Help or an error message into a closed pipe.
+        return EXIT_BROKEN_PIPE
     except Exception as e:
         # The parser's own usage errors (typer vendors click, so match by
         # shape rather than by class).
         if not (hasattr(e, "format_message") and hasattr(e, "exit_code")):
-            raise
+            return _internal(e)
         ctx = getattr(e, "ctx", None)
         if type(e).__name__ == "NoArgsIsHelpError" and ctx is not None:
             typer.echo(ctx.get_help())
             return 2
         fail_line(f"error: {e.format_message()}")
         return int(e.exit_code) if e.exit_code else 2
+    except BaseException as e:
+        # A panic in the Rust core reaches Python as pyo3's PanicException,
+        # a BaseException: one line too.
+        if type(e).__name__ == "PanicException":
+            return _internal(e)
+        raise
     if isinstance(rv, int):
         return rv
     return 0
+
+
+def _internal(e: BaseException) -> int:
+    """A bug: one line saying so, the traceback only when asked for."""
+    if os.environ.get("MIGMON_TRACEBACK"):
+        raise e
+    fail_line(
+        f"internal error: {type(e).__name__}: {e} (a bug in mig_mon; "
+        "MIGMON_TRACEBACK=1 shows where)"
+    )
+    return EXIT_INTERNAL
 
 
 def run() -> None:

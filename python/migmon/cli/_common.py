@@ -4,6 +4,7 @@ signal handling, configurations from flags, output helpers."""
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -24,6 +25,11 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_NO_REPLY = 3
 EXIT_CORRUPTION = 4
+#: Standard output was a pipe whose reader went away (as a shell reports a
+#: writer that SIGPIPE ended).
+EXIT_BROKEN_PIPE = 141
+#: A bug in mig_mon (an unexpected exception, a panic in the core).
+EXIT_INTERNAL = 70
 
 JsonOpt = Annotated[
     bool,
@@ -81,6 +87,8 @@ class Show:
 def fail_line(msg: str) -> None:
     """Prints ``mig_mon: msg`` as a single line on stderr."""
     one = " ".join(str(msg).split())
+    if sys.stderr is None:  # closed (2>&-): the exit code says it
+        return
     with contextlib.suppress(OSError):
         sys.stderr.write(f"mig_mon: {one}\n")
         sys.stderr.flush()
@@ -102,12 +110,19 @@ def ignore_signals() -> None:
 
 @contextlib.contextmanager
 def quiet_broken_pipe() -> Iterator[None]:
-    """``mig_mon ... | head`` ends quietly when the reader goes away."""
+    """``mig_mon ... | head`` ends quietly when the reader goes away: the
+    run stops (see :func:`drive`), nothing more is written, and the exit
+    code is a shell's for a writer killed by SIGPIPE (141)."""
     try:
         yield
     except BrokenPipeError:
+        # What is still buffered for the closed pipe goes nowhere, also at
+        # exit, when Python flushes stdout again.
         with contextlib.suppress(OSError):
-            sys.stdout = open("/dev/null", "w")  # noqa: SIM115
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        raise typer.Exit(EXIT_BROKEN_PIPE) from None
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -142,17 +157,24 @@ def drive(
     ``on_idle`` between polls (live lines), until the run ends or a signal;
     then the items left, and the run's result (``stop()``, which may raise, e.g. a corruption).
     ``before`` runs first, already under the same signal handling."""
-    with signals_interrupt(), contextlib.suppress(KeyboardInterrupt):
-        if before is not None:
-            before()
-        while True:
-            item = run.next(0.1)
-            if item is not None:
-                on_item(item)
-            elif run.done:
-                break
-            if on_idle is not None:
-                on_idle()
+    try:
+        with signals_interrupt(), contextlib.suppress(KeyboardInterrupt):
+            if before is not None:
+                before()
+            while True:
+                item = run.next(0.1)
+                if item is not None:
+                    on_item(item)
+                elif run.done:
+                    break
+                if on_idle is not None:
+                    on_idle()
+    except BaseException:
+        # The output failed (a closed pipe) or a bug: the run still stops.
+        run.request_stop()
+        with contextlib.suppress(Exception):
+            run.stop()
+        raise
     ignore_signals()
     run.request_stop()
     # Iterating a stopping run yields what is left and ends with the run.

@@ -31,6 +31,7 @@ from migmon import (
     __version__,
 )
 from migmon.cli._common import (
+    EXIT_FAILURE,
     EXIT_NO_REPLY,
     EXIT_OK,
     DetailsOpt,
@@ -216,6 +217,9 @@ def client_command(
         )
         if json_out:
             emit(summary)
+    if log.error:
+        fail_line(log.error)
+        return EXIT_FAILURE
     if not one_way and summary.sent and not summary.received:
         fail_line(
             f"no reply at all from {target}: "
@@ -375,4 +379,7 @@ def server_command(
             print_summary(f"client {c.peer}", c.to_dict(), client_summary_lines(c), out, details)
         if json_out:
             emit(summary)
+    if log.error:
+        fail_line(log.error)
+        return EXIT_FAILURE
     return 0

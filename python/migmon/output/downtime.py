@@ -5,12 +5,17 @@ line), our event lines and summaries, and the spike log's parser."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import errno
+import os
 import re
+import stat
 import time
-from typing import Any
+from typing import Any, TextIO
 
 from migmon import ClientSummary, DowntimeEvent, EchoStats, ProbeSummary
+from migmon.errors import ConfigError
 from migmon.output import Series
 from migmon.output.vm import rtt_us
 
@@ -45,7 +50,9 @@ class SpikeLog:
 
     def __init__(self, path: str | None) -> None:
         self.path = path
-        self._f = open(path, "w") if path else None  # noqa: SIM115
+        #: Why writing stopped mid-run (a full disk), if it did.
+        self.error: str | None = None
+        self._f = _open_log(path) if path else None
 
     def marker(self) -> None:
         self._write(f"{int(time.time())},{SPIKE_LOG_MARKER}")
@@ -54,13 +61,60 @@ class SpikeLog:
         self._write(f"{int(time.time())},{int(gap_ms)}")
 
     def _write(self, line: str) -> None:
-        if self._f is not None:
+        if self._f is None:
+            return
+        try:
             self._f.write(line + "\n")
             self._f.flush()
+        except OSError as e:
+            # The run goes on (its summary still counts every event); the
+            # command reports the incomplete log at the end.
+            why = e.strerror or str(e)
+            self.error = f"spike log {self.path}: {why}; lines from {line!r} on are missing"
+            with contextlib.suppress(OSError):
+                self._f.close()
+            self._f = None
 
     def close(self) -> None:
         if self._f is not None:
-            self._f.close()
+            try:
+                self._f.close()
+            except OSError as e:
+                self.error = f"spike log {self.path}: {e.strerror or e}"
+            self._f = None
+
+
+def _open_log(path: str) -> TextIO:
+    """Opens a spike log, refusing up front what cannot hold one: a kernel
+    interface file (/proc, /sys), a device other than /dev/null, a
+    directory, a FIFO nobody reads."""
+    real = os.path.realpath(path)
+    # /dev/stdout and the like resolve to /proc/PID/fd/...: what they point
+    # at is judged below.
+    if real.startswith(("/proc/", "/sys/")) and "/fd/" not in real:
+        raise ConfigError(f"spike log {path}: a kernel interface file, not a log")
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        st = None
+    except OSError as e:
+        raise ConfigError(f"spike log {path}: {e.strerror}") from None
+    if st is not None and stat.S_ISFIFO(st.st_mode):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as e:
+            why = "a FIFO that nobody reads" if e.errno == errno.ENXIO else e.strerror
+            raise ConfigError(f"spike log {path}: {why}") from None
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "w")
+    tty = stat.S_ISCHR(st.st_mode) and real.startswith(("/dev/pts/", "/dev/tty")) if st else False
+    if st is not None and not stat.S_ISREG(st.st_mode) and real != os.devnull and not tty:
+        kind = "a directory" if stat.S_ISDIR(st.st_mode) else "a device"
+        raise ConfigError(f"spike log {path}: {kind}, not a regular file or a FIFO")
+    try:
+        return open(path, "w")
+    except OSError as e:
+        raise ConfigError(f"spike log {path}: {e.strerror}") from None
 
 
 def _ms(v: float) -> str:
