@@ -11,12 +11,23 @@ use crate::error::{Error, Result};
 /// The longest run or interval mig_mon accepts: a year, in seconds.
 pub const MAX_SECONDS: f64 = 366.0 * 86400.0;
 
+/// A number as a user would write it in a message: `1e300`, not 301
+/// digits.
+pub fn num(v: f64) -> String {
+    if v.is_finite() && v != 0.0 && !(1e-3..1e9).contains(&v.abs()) {
+        format!("{v:e}")
+    } else {
+        format!("{v}")
+    }
+}
+
 /// `s` seconds as a Duration: finite, greater than zero and at most a year;
 /// otherwise a config error naming `what`.
 pub fn seconds(what: &str, s: f64) -> Result<Duration> {
     if !(s.is_finite() && s > 0.0 && s <= MAX_SECONDS) {
         return Err(Error::config(format!(
-            "{what} must be greater than 0 and at most {MAX_SECONDS} s, not {s}"
+            "{what} must be greater than 0 and at most {MAX_SECONDS} s, not {}",
+            num(s)
         )));
     }
     Ok(Duration::from_secs_f64(s))
@@ -31,8 +42,9 @@ pub fn run_length(duration_s: Option<f64>) -> Result<Option<Duration>> {
 pub fn millis(what: &str, ms: f64) -> Result<Duration> {
     if !(ms.is_finite() && ms > 0.0 && ms <= MAX_SECONDS * 1000.0) {
         return Err(Error::config(format!(
-            "{what} must be greater than 0 and at most {} ms, not {ms}",
-            MAX_SECONDS * 1000.0
+            "{what} must be greater than 0 and at most {} ms, not {}",
+            MAX_SECONDS * 1000.0,
+            num(ms)
         )));
     }
     Ok(Duration::from_secs_f64(ms / 1000.0))

@@ -108,7 +108,7 @@ impl ProbeConfig {
         if self.interval_ms < MIN_INTERVAL_MS {
             return Err(Error::config(format!(
                 "the probe interval must be at least {MIN_INTERVAL_MS} ms, not {}",
-                self.interval_ms
+                units::num(self.interval_ms)
             )));
         }
         if self.count == Some(0) {

@@ -169,13 +169,13 @@ impl DirtyConfig {
         if !(1.0..=10_000.0).contains(&self.pause_ms) {
             return Err(Error::config(format!(
                 "the pause threshold must be between 1 and 10000 ms, not {}",
-                self.pause_ms
+                units::num(self.pause_ms)
             )));
         }
         if !(MIN_PACE_MS..=MAX_PACE_MS).contains(&self.pace_ms) {
             return Err(Error::config(format!(
                 "the pace step must be between {MIN_PACE_MS} and {MAX_PACE_MS} ms, not {}",
-                self.pace_ms
+                units::num(self.pace_ms)
             )));
         }
         if !(self.size_mb * MB).is_multiple_of(self.page_size.bytes()) {
@@ -194,7 +194,7 @@ impl DirtyConfig {
         if self.interval_s < MIN_INTERVAL_S {
             return Err(Error::config(format!(
                 "the interval must be at least {MIN_INTERVAL_S} s, not {}",
-                self.interval_s
+                units::num(self.interval_s)
             )));
         }
         Ok(d)
