@@ -84,7 +84,11 @@ RUNS = [
             "@property\n    def port(self) -> int: ...",
             "@property\n    def address(self) -> str: ...",
             "def clients(self) -> list[ClientSummary]:\n"
-            '        """Every client\'s figures so far."""',
+            '        """Every client\'s figures so far (retired ones included)."""',
+            "def recent_clients(self, n: int) -> list[ClientSummary]:\n"
+            '        """Up to ``n`` clients being measured, the most recently heard first."""',
+            "@property\n    def client_count(self) -> int:\n"
+            '        """How many clients are being measured now."""',
         ],
     ),
     (

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import MIG_MON, free_port
+from conftest import MIG_MON, free_port, json_lines
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -41,8 +41,9 @@ def spoof_udp(src: tuple[str, int], dst: tuple[str, int], payload: bytes) -> Non
     pseudo = saddr + daddr + struct.pack("!BBH", 0, socket.IPPROTO_UDP, udp_len)
     udp = struct.pack("!HHHH", src[1], dst[1], udp_len, 0) + payload
     udp = udp[:6] + struct.pack("!H", checksum(pseudo + udp)) + udp[8:]
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + udp_len, 0, 0, 64,
-                     socket.IPPROTO_UDP, 0, saddr, daddr)  # fmt: skip
+    ip = struct.pack(
+        "!BBHHHBBH4s4s", 0x45, 0, 20 + udp_len, 0, 0, 64, socket.IPPROTO_UDP, 0, saddr, daddr
+    )
     ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
     with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW) as s:
         s.sendto(ip + udp, (dst[0], 0))
@@ -51,8 +52,12 @@ def spoof_udp(src: tuple[str, int], dst: tuple[str, int], payload: bytes) -> Non
 @pytest.fixture
 def echo_server() -> tuple[subprocess.Popen[str], int]:
     port = free_port(socket.SOCK_DGRAM)
-    proc = subprocess.Popen([*MIG_MON, "server_rr", "-p", str(port)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [*MIG_MON, "server_rr", "-p", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(1.0)
     yield proc, port
     if proc.poll() is None:
@@ -113,3 +118,108 @@ def test_a_flooded_server_stops_when_told(echo_server: tuple[subprocess.Popen[st
     assert took < 2.0, f"took {took:.2f} s to stop under a flood"
     assert proc.returncode == 0, err
     assert "Summary: echoed" in out
+
+
+# ---- the one-way server -------------------------------------------------------
+
+
+def probe(seq: int) -> bytes:
+    """One of our probes with sequence number ``seq`` (PROTOCOL.md)."""
+    return struct.pack("<4sHHQQ", b"MGMP", 1, 0, seq, 0)
+
+
+@pytest.fixture
+def one_way_server() -> tuple[subprocess.Popen[str], int]:
+    port = free_port(socket.SOCK_DGRAM)
+    proc = subprocess.Popen(
+        [*MIG_MON, "server", "/dev/null", "-p", str(port), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.0)
+    yield proc, port
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def stop_and_read(proc: subprocess.Popen[str]) -> tuple[dict, str]:
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    return json_lines(out)[-1], err
+
+
+def test_far_sequence_numbers_are_restarts_not_loss(
+    one_way_server: tuple[subprocess.Popen[str], int],
+) -> None:
+    proc, port = one_way_server
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for seq in [0, 1, 2, 2**63, 2**63 + 1, 2**64 - 1, 0, 1, 3]:
+            s.sendto(probe(seq), ("127.0.0.1", port))
+            time.sleep(0.01)
+        me = f"127.0.0.1:{s.getsockname()[1]}"
+        time.sleep(0.2)
+        summary, _ = stop_and_read(proc)
+    (c,) = [c for c in summary["clients"] if c["peer"] == me]
+    # 0 1 2 | 2^63 2^63+1 | 2^64-1 | 0 1 3: three restarts; the only probe
+    # lost is 2, in the last run.
+    assert c["probes"] == 9
+    assert c["restarts"] == 3
+    assert c["lost"] == 1
+
+
+def test_thousands_of_clients_keep_the_output_short(
+    one_way_server: tuple[subprocess.Popen[str], int],
+) -> None:
+    proc, port = one_way_server
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(600)]
+    try:
+        for rnd in range(3):
+            for s in socks:
+                s.sendto(probe(rnd), ("127.0.0.1", port))
+            time.sleep(0.5)
+        summary, err = stop_and_read(proc)
+    finally:
+        for s in socks:
+            s.close()
+    # Every client measured, none re-announced: 600 in the summary, each
+    # with its 3 probes.
+    assert len(summary["clients"]) == 600
+    assert all(c["probes"] == 3 and c["lost"] == 0 for c in summary["clients"])
+    # The human text (stderr with --json) names 64 and counts the rest.
+    named = [x for x in err.splitlines() if x.startswith("setting monitor target")]
+    assert len(named) == 64
+    assert "more than 64 clients: the rest are not named" in err
+    assert len(err.splitlines()) < 300, len(err.splitlines())
+
+
+def test_a_flooded_one_way_server_stops_when_told(
+    one_way_server: tuple[subprocess.Popen[str], int],
+) -> None:
+    proc, port = one_way_server
+    stop = threading.Event()
+
+    def flood() -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            seq = 0
+            while not stop.is_set():
+                s.sendto(probe(seq), ("127.0.0.1", port))
+                seq += 1
+
+    threads = [threading.Thread(target=flood) for _ in range(2)]
+    for th in threads:
+        th.start()
+    try:
+        time.sleep(1.0)
+        t = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=10)
+        took = time.monotonic() - t
+    finally:
+        stop.set()
+        for th in threads:
+            th.join()
+    assert took < 2.0, f"took {took:.2f} s to stop under a flood"
+    assert proc.returncode == 0

@@ -138,7 +138,7 @@ def test_spike_log_targets_are_checked_up_front(target: str, why: str) -> None:
         else:
             cmd = [*args, target, "--duration", "5"]
         p = run_cli(*cmd)
-        err = assert_one_line_error(p, code=2)
+        err = assert_one_line_error(p, code=1)
         assert f"spike log {target}: {why}" in err, err
         assert not p.stdout.strip() or "Summary" not in p.stdout
 
@@ -147,7 +147,7 @@ def test_spike_log_fifo_without_reader_is_refused(tmp_path: Path) -> None:
     fifo = tmp_path / "spikes"
     os.mkfifo(fifo)
     p = run_cli("client", "127.0.0.1", "5", str(fifo), "--duration", "5", timeout=20)
-    assert "a FIFO that nobody reads" in assert_one_line_error(p, code=2)
+    assert "a FIFO that nobody reads" in assert_one_line_error(p, code=1)
 
 
 def test_spike_log_fifo_with_a_reader_works(tmp_path: Path, echo_port: int) -> None:

@@ -138,7 +138,7 @@ class OneWayServerConfig:
         """UDP port; 0 = any free port."""
     @property
     def threshold_ms(self) -> float | None:
-        """A gap this long is a downtime event; None = twice a client's first gap, as the original."""
+        """A gap this long is a downtime event; None = twice a client's usual gap (the median of its first four), never below 1 ms."""
     @property
     def duration_s(self) -> float | None:
         """Stop after this many seconds; None = until stopped."""
@@ -168,6 +168,12 @@ class ClientSummary:
     def reordered(self) -> int:
         """Probes that came after a later one."""
     @property
+    def restarts(self) -> int:
+        """Times the sequence numbers jumped further than the time allows (a restarted client, or datagrams that only look like ours): counted apart, the sequence is followed from there, nothing counted lost."""
+    @property
+    def last_seen_unix_s(self) -> float:
+        """Wall-clock time of the client's latest datagram (Unix seconds)."""
+    @property
     def max_gap_ms(self) -> float:
         """Largest gap after the baseline, ms."""
     @property
@@ -188,7 +194,13 @@ class OneWaySummary:
 
     @property
     def clients(self) -> list[ClientSummary]:
-        """One entry per client, by address."""
+        """One entry per client measured, by address: those still known at the end, then those retired after a minute of silence to make room."""
+    @property
+    def forgotten_clients(self) -> int:
+        """Retired clients beyond what the summary keeps: counted only."""
+    @property
+    def untracked(self) -> int:
+        """Datagrams from clients not measured because the table was full of active clients."""
     def to_dict(self) -> dict[str, Any]:
         """Every field, under the same keys as the JSON output."""
 
@@ -955,7 +967,12 @@ class OneWayServer:
     @property
     def address(self) -> str: ...
     def clients(self) -> list[ClientSummary]:
-        """Every client's figures so far."""
+        """Every client's figures so far (retired ones included)."""
+    def recent_clients(self, n: int) -> list[ClientSummary]:
+        """Up to ``n`` clients being measured, the most recently heard first."""
+    @property
+    def client_count(self) -> int:
+        """How many clients are being measured now."""
 
 @final
 class Prober:

@@ -140,6 +140,9 @@ pub const WARMUP_GAPS: usize = 4;
 pub struct GapDetector {
     fixed_ns: Option<u64>,
     floor_ns: u64,
+    /// Whether the floor alone judges gaps before the baseline is known (a
+    /// client, which knows its interval; not a server, which does not).
+    floor_before_baseline: bool,
     warmup: Vec<u64>,
     last_ns: Option<u64>,
     threshold_ns: Option<u64>,
@@ -155,6 +158,19 @@ impl GapDetector {
         Self {
             fixed_ns: fixed_threshold_ns,
             floor_ns,
+            floor_before_baseline: true,
+            ..Self::default()
+        }
+    }
+
+    /// A detector for a sender whose interval is unknown (a server's view
+    /// of its clients): the baseline rule's threshold is never below
+    /// `min_threshold_ns`, and no gap is judged before the baseline.
+    pub fn for_unknown_interval(fixed_threshold_ns: Option<u64>, min_threshold_ns: u64) -> Self {
+        Self {
+            fixed_ns: fixed_threshold_ns,
+            floor_ns: min_threshold_ns,
+            floor_before_baseline: false,
             ..Self::default()
         }
     }
@@ -180,7 +196,7 @@ impl GapDetector {
             }
             if self.warmup.len() < WARMUP_GAPS {
                 // Not enough gaps for a baseline: only the floor applies.
-                if self.floor_ns > 0 && gap_ns >= self.floor_ns {
+                if self.floor_before_baseline && self.floor_ns > 0 && gap_ns >= self.floor_ns {
                     self.max_gap_ns = self.max_gap_ns.max(gap_ns);
                     return Arrival::Spike {
                         gap_ns,

@@ -35,8 +35,8 @@ pub struct OneWayServerConfig {
     /// UDP port; 0 = any free port.
     #[serde(deserialize_with = "de::int")]
     pub port: u16,
-    /// A gap this long is a downtime event; None = twice a client's first
-    /// gap, as the original.
+    /// A gap this long is a downtime event; None = twice a client's usual
+    /// gap (the median of its first four), never below 1 ms.
     #[serde(deserialize_with = "de::opt_float")]
     pub threshold_ms: Option<f64>,
     /// Stop after this many seconds; None = until stopped.
@@ -65,8 +65,28 @@ impl Default for OneWayServerConfig {
     }
 }
 
-/// More clients than this: the longest idle ones are forgotten.
+/// Clients measured at once. A new client beyond this takes the place of
+/// one idle for [`IDLE_EVICT`]; when none is, its datagrams are counted
+/// (`untracked`) but not measured, rather than churning the table.
 const MAX_CLIENTS: usize = 4096;
+/// A client silent this long may give its place to a new one; its figures
+/// go to the summary's retired clients.
+const IDLE_EVICT: Duration = Duration::from_secs(60);
+/// Retired clients kept for the summary; older ones are only counted.
+const MAX_RETIRED: usize = 4096;
+/// Datagrams handled per wake-up before the stop and the end are looked at
+/// again: a flood cannot keep the server from stopping.
+const BATCH: usize = 256;
+/// The fastest a client may probe (mig_mon's minimum interval): a sequence
+/// number further ahead than the time since the last probe allows, or far
+/// behind, is a restarted or foreign sequence, not loss.
+const MIN_PROBE_NS: u64 = 10_000;
+/// Slack on that, and how far back a late probe may be.
+const SEQ_SLACK: u64 = 4096;
+/// The baseline rule's threshold is never below this: a server does not
+/// know the client's interval, and gaps under a millisecond are the
+/// scheduler's, not downtime (a flood would otherwise be all events).
+const THRESHOLD_FLOOR_NS: u64 = 1_000_000;
 
 /// What a one-way server tells as it happens.
 #[derive(Clone, Debug, PartialEq)]
@@ -96,6 +116,12 @@ pub struct ClientSummary {
     pub lost: u64,
     /// Probes that came after a later one.
     pub reordered: u64,
+    /// Times the sequence numbers jumped further than the time allows (a
+    /// restarted client, or datagrams that only look like ours): counted
+    /// apart, the sequence is followed from there, nothing counted lost.
+    pub restarts: u64,
+    /// Wall-clock time of the client's latest datagram (Unix seconds).
+    pub last_seen_unix_s: f64,
     /// Largest gap after the baseline, ms.
     pub max_gap_ms: f64,
     /// Latest gap, ms.
@@ -114,14 +140,39 @@ pub struct ClientSummary {
     pyo3::pyclass(module = "migmon._core", frozen, get_all, skip_from_py_object)
 )]
 pub struct OneWaySummary {
-    /// One entry per client, by address.
+    /// One entry per client measured, by address: those still known at the
+    /// end, then those retired after a minute of silence to make room.
     pub clients: Vec<ClientSummary>,
+    /// Retired clients beyond what the summary keeps: counted only.
+    pub forgotten_clients: u64,
+    /// Datagrams from clients not measured because the table was full of
+    /// active clients.
+    pub untracked: u64,
+}
+
+/// One run of a client's sequence numbers (a new one after a restart).
+#[derive(Default)]
+struct Epoch {
+    first: u64,
+    max: u64,
+    probes: u64,
+}
+
+impl Epoch {
+    /// Probes of this run never received (late ones arrive as probes).
+    fn lost(&self) -> u64 {
+        (self.max - self.first)
+            .saturating_add(1)
+            .saturating_sub(self.probes)
+    }
 }
 
 struct Client {
     packets: u64,
     probes: u64,
-    max_seq: Option<u64>,
+    seq: Option<Epoch>,
+    lost_before: u64,
+    restarts: u64,
     reordered: u64,
     gaps: GapDetector,
     events: Vec<DowntimeEvent>,
@@ -129,15 +180,65 @@ struct Client {
 }
 
 impl Client {
+    fn new(fixed: Option<u64>, now: u64) -> Self {
+        Client {
+            packets: 0,
+            probes: 0,
+            seq: None,
+            lost_before: 0,
+            restarts: 0,
+            reordered: 0,
+            gaps: GapDetector::for_unknown_interval(fixed, THRESHOLD_FLOOR_NS),
+            events: Vec::new(),
+            last_seen_ns: now,
+        }
+    }
+
+    /// Follows the sequence; returns how many probes the new one skips
+    /// over (0 for a late, restarted or foreign one).
+    fn sequence(&mut self, seq: u64, now: u64) -> u64 {
+        self.probes += 1;
+        let Some(e) = self.seq.as_mut() else {
+            self.seq = Some(Epoch {
+                first: seq,
+                max: seq,
+                probes: 1,
+            });
+            return 0;
+        };
+        let ahead = now.saturating_sub(self.last_seen_ns) / MIN_PROBE_NS + SEQ_SLACK;
+        if seq > e.max && seq - e.max <= ahead {
+            let skipped = seq - e.max - 1;
+            e.max = seq;
+            e.probes += 1;
+            skipped
+        } else if seq <= e.max && e.max - seq <= SEQ_SLACK {
+            // Late: within the run, or just before its first probe.
+            self.reordered += 1;
+            e.first = e.first.min(seq);
+            e.probes += 1;
+            0
+        } else {
+            self.restarts += 1;
+            self.lost_before += e.lost();
+            *e = Epoch {
+                first: seq,
+                max: seq,
+                probes: 1,
+            };
+            0
+        }
+    }
+
     fn summary(&self, peer: SocketAddr) -> ClientSummary {
         ClientSummary {
             peer: peer.to_string(),
             packets: self.packets,
             probes: self.probes,
-            lost: self
-                .max_seq
-                .map_or(0, |m| (m + 1).saturating_sub(self.probes)),
+            lost: self.lost_before + self.seq.as_ref().map_or(0, Epoch::lost),
             reordered: self.reordered,
+            restarts: self.restarts,
+            last_seen_unix_s: unix_at(self.last_seen_ns),
             max_gap_ms: ms(self.gaps.max_gap_ns()),
             cur_gap_ms: ms(self.gaps.cur_gap_ns()),
             threshold_ms: self.gaps.threshold_ns().map(ms),
@@ -146,14 +247,60 @@ impl Client {
     }
 }
 
-type Clients = Mutex<HashMap<SocketAddr, Client>>;
-
-fn summaries(clients: &Clients) -> Vec<ClientSummary> {
-    let map = lock(clients);
-    let mut v: Vec<_> = map.iter().map(|(p, c)| (*p, c.summary(*p))).collect();
-    v.sort_by_key(|c| c.0);
-    v.into_iter().map(|c| c.1).collect()
+#[derive(Default)]
+struct Table {
+    live: HashMap<SocketAddr, Client>,
+    retired: std::collections::VecDeque<ClientSummary>,
+    forgotten: u64,
+    untracked: u64,
 }
+
+impl Table {
+    /// Makes room for one more client: the longest idle one retires if it
+    /// has been silent for [`IDLE_EVICT`]. False when every one is active.
+    fn make_room(&mut self, now: u64) -> bool {
+        let Some((peer, last)) = self
+            .live
+            .iter()
+            .map(|(p, c)| (*p, c.last_seen_ns))
+            .min_by_key(|c| c.1)
+        else {
+            return true;
+        };
+        if now.saturating_sub(last) < IDLE_EVICT.as_nanos() as u64 {
+            return false;
+        }
+        if let Some(c) = self.live.remove(&peer) {
+            self.retired.push_back(c.summary(peer));
+            if self.retired.len() > MAX_RETIRED {
+                self.retired.pop_front();
+                self.forgotten += 1;
+            }
+        }
+        true
+    }
+
+    fn summary(&self) -> OneWaySummary {
+        let mut v: Vec<_> = self.live.iter().map(|(p, c)| (*p, c.summary(*p))).collect();
+        v.sort_by_key(|c| c.0);
+        let mut clients: Vec<_> = v.into_iter().map(|c| c.1).collect();
+        clients.extend(self.retired.iter().cloned());
+        OneWaySummary {
+            clients,
+            forgotten_clients: self.forgotten,
+            untracked: self.untracked,
+        }
+    }
+
+    /// Up to `n` clients, the most recently heard first.
+    fn recent(&self, n: usize) -> Vec<ClientSummary> {
+        let mut v: Vec<_> = self.live.iter().collect();
+        v.sort_by_key(|(_, c)| std::cmp::Reverse(c.last_seen_ns));
+        v.into_iter().take(n).map(|(p, c)| c.summary(*p)).collect()
+    }
+}
+
+type Clients = Mutex<Table>;
 
 /// A running one-way server.
 pub struct OneWayServer {
@@ -179,9 +326,7 @@ impl OneWayServer {
         let c = clients.clone();
         let bg = Background::spawn("oneway", move |ctx| {
             serve(&sock, ctx, &c, fixed, end);
-            Ok(OneWaySummary {
-                clients: summaries(&c),
-            })
+            Ok(lock(&c).summary())
         })?;
         Ok(Self { local, clients, bg })
     }
@@ -191,9 +336,20 @@ impl OneWayServer {
         self.local
     }
 
-    /// Every client's figures so far.
+    /// Every client's figures so far (retired ones included).
     pub fn clients(&self) -> Vec<ClientSummary> {
-        summaries(&self.clients)
+        lock(&self.clients).summary().clients
+    }
+
+    /// Up to `n` clients being measured, the most recently heard first: for
+    /// a live view that stays short with thousands of clients.
+    pub fn recent_clients(&self, n: usize) -> Vec<ClientSummary> {
+        lock(&self.clients).recent(n)
+    }
+
+    /// How many clients are being measured now.
+    pub fn client_count(&self) -> usize {
+        lock(&self.clients).live.len()
     }
 
     /// The messages, the stop and the final figures.
@@ -216,40 +372,34 @@ fn serve(
         if !wait_readable(sock, Duration::from_millis(100)) {
             continue;
         }
-        while let Ok((n, from)) = sock.recv_from(&mut buf) {
+        // A bounded batch, then the stop and the end again.
+        for _ in 0..BATCH {
+            let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                break;
+            };
             let now = mono_ns();
             let peer = canonical(from);
             let probe = Probe::decode(&buf[..n]);
             let mut out = Vec::new();
             {
-                let mut map = lock(clients);
-                if !map.contains_key(&peer) {
-                    if map.len() >= MAX_CLIENTS {
-                        evict_idle(&mut map);
+                let mut table = lock(clients);
+                if !table.live.contains_key(&peer) {
+                    if table.live.len() >= MAX_CLIENTS && !table.make_room(now) {
+                        table.untracked += 1;
+                        continue;
                     }
                     out.push(ServerMessage::NewClient(NewClient {
                         peer: peer.to_string(),
                     }));
                 }
-                let c = map.entry(peer).or_insert_with(|| Client {
-                    packets: 0,
-                    probes: 0,
-                    max_seq: None,
-                    reordered: 0,
-                    gaps: GapDetector::new(fixed, 0),
-                    events: Vec::new(),
-                    last_seen_ns: now,
-                });
+                let c = table
+                    .live
+                    .entry(peer)
+                    .or_insert_with(|| Client::new(fixed, now));
                 c.packets += 1;
+                // Probes skipped over, for the event this arrival may end.
+                let missed = probe.map_or(0, |p| c.sequence(p.seq, now));
                 c.last_seen_ns = now;
-                let hi_before = c.max_seq;
-                if let Some(p) = probe {
-                    c.probes += 1;
-                    match c.max_seq {
-                        Some(m) if p.seq < m => c.reordered += 1,
-                        _ => c.max_seq = Some(p.seq),
-                    }
-                }
                 match c.gaps.arrive(now) {
                     Arrival::Baseline {
                         gap_ns,
@@ -263,12 +413,6 @@ fn serve(
                         unix_s: unix_at(now),
                     })),
                     Arrival::Spike { gap_ns, since_ns } => {
-                        // Sequence numbers skipped over the gap, when the
-                        // client sends our probes.
-                        let missed = match (probe, hi_before) {
-                            (Some(p), Some(h)) if p.seq > h => p.seq - h - 1,
-                            _ => 0,
-                        };
                         let baseline = c.gaps.baseline_ns().unwrap_or(0);
                         let ev = DowntimeEvent::new(
                             c.events.len() as u64,
@@ -289,14 +433,6 @@ fn serve(
                 ctx.send(m);
             }
         }
-    }
-}
-
-fn evict_idle(map: &mut HashMap<SocketAddr, Client>) {
-    let mut ages: Vec<_> = map.iter().map(|(p, c)| (c.last_seen_ns, *p)).collect();
-    ages.sort_unstable();
-    for (_, p) in ages.into_iter().take(MAX_CLIENTS / 4) {
-        map.remove(&p);
     }
 }
 
@@ -337,5 +473,38 @@ mod tests {
         assert_eq!(ca.events.len(), 1);
         assert_eq!(ca.events[0].probes_missed, 10);
         assert_eq!((cb.packets, cb.probes), (30, 0));
+    }
+
+    #[test]
+    fn far_sequence_numbers_are_restarts_not_loss() {
+        let mut c = Client::new(None, 0);
+        let mut t = 0;
+        let mut feed = |c: &mut Client, seq: u64| {
+            t += 1_000_000;
+            let skipped = c.sequence(seq, t);
+            c.last_seen_ns = t;
+            skipped
+        };
+        for seq in [0, 1, 2, 4] {
+            feed(&mut c, seq);
+        }
+        assert_eq!(c.summary(test_peer()).lost, 1);
+        // A forged 2^63 and the top of the range: restarts, not 9.2e18 lost
+        // and no wrap to 0.
+        assert_eq!(feed(&mut c, 1 << 63), 0);
+        assert_eq!(feed(&mut c, u64::MAX), 0);
+        // The client restarts from 0; a probe from before the restart's
+        // first arrives late.
+        feed(&mut c, 1);
+        feed(&mut c, 0);
+        assert_eq!(feed(&mut c, 5), 3);
+        let s = c.summary(test_peer());
+        assert_eq!((s.restarts, s.reordered), (3, 1));
+        assert_eq!(s.lost, 1 + 3);
+        assert_eq!(s.probes, 9);
+    }
+
+    fn test_peer() -> SocketAddr {
+        "127.0.0.1:9".parse().unwrap()
     }
 }

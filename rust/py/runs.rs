@@ -354,9 +354,20 @@ run_class!(
     OneWaySummary,
     {
 
-        /// Every client's figures so far.
+        /// Every client's figures so far (retired ones included).
         fn clients(&self) -> Vec<ClientSummary> {
             self.inner.clients()
+        }
+
+        /// Up to `n` clients being measured, the most recently heard first.
+        fn recent_clients(&self, n: usize) -> Vec<ClientSummary> {
+            self.inner.recent_clients(n)
+        }
+
+        /// How many clients are being measured now.
+        #[getter]
+        fn client_count(&self) -> usize {
+            self.inner.client_count()
         }
     }
 );

@@ -314,6 +314,12 @@ def server_rr_command(
     return 0
 
 
+#: Clients named on the output of a one-way server; the rest are counted.
+MAX_NAMED_CLIENTS = 64
+#: Clients shown in the live view, the most recently heard first.
+MAX_LIVE_CLIENTS = 8
+
+
 def server_command(
     spike_log: Annotated[
         str,
@@ -351,10 +357,17 @@ def server_command(
             emit_config("server", cfg, version=__version__, address=srv.address)
         live = _Live(out)
         marked = [False]
+        announced = [0]
 
         def on_message(m: Any) -> None:
             if isinstance(m, NewClient):
-                live.line(f"setting monitor target to client '{m.peer}'")
+                # Thousands of clients (a scan, a flood) must not flood the
+                # output: the first ones are named, the rest counted.
+                announced[0] += 1
+                if announced[0] <= MAX_NAMED_CLIENTS:
+                    live.line(f"setting monitor target to client '{m.peer}'")
+                elif announced[0] == MAX_NAMED_CLIENTS + 1:
+                    live.line(f"more than {MAX_NAMED_CLIENTS} clients: the rest are not named")
             elif isinstance(m, Baseline):
                 live.line(f"{m.peer}: 1st and 2nd packet latency: {int(m.gap_ms)} (ms)")
                 live.line(f"{m.peer}: Setting spike throttle to: {int(m.threshold_ms)} (ms)")
@@ -369,14 +382,26 @@ def server_command(
 
         def on_idle() -> None:
             if not quiet and live.due():
-                for c in srv.clients():
+                # The most recently heard clients; the rest as a count.
+                for c in srv.recent_clients(MAX_LIVE_CLIENTS):
                     live.show(f"{status_line(_now_ms(), c.max_gap_ms, c.cur_gap_ms)} [{c.peer}]")
+                if srv.client_count > MAX_LIVE_CLIENTS:
+                    live.show(f"[{_now_ms()}] {srv.client_count} clients in all")
 
         summary = drive(srv, on_message, on_idle)
         live.end()
         log.close()
-        for c in summary.clients:
+        for c in summary.clients[:MAX_NAMED_CLIENTS]:
             print_summary(f"client {c.peer}", c.to_dict(), client_summary_lines(c), out, details)
+        rest = summary.clients[MAX_NAMED_CLIENTS:]
+        if rest or summary.forgotten_clients or summary.untracked:
+            say(
+                f"{len(rest)} more clients ({sum(c.probes for c in rest)} probes, "
+                f"{sum(len(c.events) for c in rest)} events; all in --json), "
+                f"{summary.forgotten_clients} forgotten, {summary.untracked} datagrams from "
+                "clients not measured (more than 4096 active at once)",
+                out,
+            )
         if json_out:
             emit(summary)
     if log.error:

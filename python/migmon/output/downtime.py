@@ -15,7 +15,7 @@ import time
 from typing import Any, TextIO
 
 from migmon import ClientSummary, DowntimeEvent, EchoStats, ProbeSummary
-from migmon.errors import ConfigError
+from migmon.errors import ResourceError
 from migmon.output import Series
 from migmon.output.vm import rtt_us
 
@@ -92,29 +92,29 @@ def _open_log(path: str) -> TextIO:
     # /dev/stdout and the like resolve to /proc/PID/fd/...: what they point
     # at is judged below.
     if real.startswith(("/proc/", "/sys/")) and "/fd/" not in real:
-        raise ConfigError(f"spike log {path}: a kernel interface file, not a log")
+        raise ResourceError(f"spike log {path}: a kernel interface file, not a log")
     try:
         st = os.stat(path)
     except FileNotFoundError:
         st = None
     except OSError as e:
-        raise ConfigError(f"spike log {path}: {e.strerror}") from None
+        raise ResourceError(f"spike log {path}: {e.strerror}") from None
     if st is not None and stat.S_ISFIFO(st.st_mode):
         try:
             fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
         except OSError as e:
             why = "a FIFO that nobody reads" if e.errno == errno.ENXIO else e.strerror
-            raise ConfigError(f"spike log {path}: {why}") from None
+            raise ResourceError(f"spike log {path}: {why}") from None
         os.set_blocking(fd, True)
         return os.fdopen(fd, "w")
     tty = stat.S_ISCHR(st.st_mode) and real.startswith(("/dev/pts/", "/dev/tty")) if st else False
     if st is not None and not stat.S_ISREG(st.st_mode) and real != os.devnull and not tty:
         kind = "a directory" if stat.S_ISDIR(st.st_mode) else "a device"
-        raise ConfigError(f"spike log {path}: {kind}, not a regular file or a FIFO")
+        raise ResourceError(f"spike log {path}: {kind}, not a regular file or a FIFO")
     try:
         return open(path, "w")
     except OSError as e:
-        raise ConfigError(f"spike log {path}: {e.strerror}") from None
+        raise ResourceError(f"spike log {path}: {e.strerror}") from None
 
 
 def _ms(v: float) -> str:
@@ -210,6 +210,7 @@ def client_summary_lines(c: ClientSummary) -> list[str]:
     lines = [
         f"Client {c.peer}: packets {c.packets}, probes {c.probes}, lost {c.lost}, "
         f"reordered {c.reordered}, max_delay {_ms(c.max_gap_ms)} (ms), events {len(c.events)}"
+        + (f", sequence restarts {c.restarts}" if c.restarts else "")
     ]
     lines.extend(events_table(c.events))
     if c.events:
