@@ -5,6 +5,7 @@ cheap, keep serving others and stop when told, whatever the traffic."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import struct
@@ -223,3 +224,141 @@ def test_a_flooded_one_way_server_stops_when_told(
             th.join()
     assert took < 2.0, f"took {took:.2f} s to stop under a flood"
     assert proc.returncode == 0
+
+
+# ---- the vm destination ------------------------------------------------------
+
+
+def eof_within(s: socket.socket, seconds: float) -> bool:
+    s.settimeout(seconds)
+    try:
+        return s.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def normal_vm_session(port: int) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*MIG_MON, "vm", "-s", "-H", "127.0.0.1", "-p", str(port), "--duration", "1", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_vm_destination_caps_connections_and_closes_idle_ones() -> None:
+    """Connections beyond --max-connections are closed at once, told in one
+    message per burst; connections that never say what they are close after
+    10 s; a normal source is served afterwards."""
+    port = free_port()
+    d = subprocess.Popen(
+        [*MIG_MON, "vm", "-d", "-p", str(port), "--bind", "127.0.0.1", "--max-connections", "8"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.0)
+    socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(20)]
+    connected = time.monotonic()
+    try:
+        refused = [eof_within(s, 0.5) for s in socks]
+        assert sum(refused) == 12
+        c0 = cpu_s(d.pid)
+        t0 = time.monotonic()
+        held = [s for s, r in zip(socks, refused, strict=True) if not r]
+        closed = sum(eof_within(s, 13.0 - (time.monotonic() - t0)) for s in held)
+        assert closed == 8
+        assert time.monotonic() - connected > 9  # not before their 10 s
+        assert cpu_s(d.pid) - c0 < 0.5  # waiting costs nothing
+    finally:
+        for s in socks:
+            s.close()
+    r = normal_vm_session(port)
+    assert r.returncode == 0, r.stderr
+    d.terminate()
+    out, _ = d.communicate(timeout=10)
+    rejected = [x for x in out.splitlines() if x.startswith("Rejected")]
+    assert any("too many connections (8 open" in x for x in rejected), out
+    assert any("nothing valid within 10 s" in x for x in rejected), out
+    # Told in bursts, not one line per connection.
+    assert len(rejected) < 20, rejected
+
+
+@pytest.mark.skipif(not shutil.which("prlimit"), reason="needs prlimit (util-linux)")
+def test_vm_destination_out_of_descriptors_does_not_spin() -> None:
+    """Under a descriptor limit the destination closes what it cannot serve
+    at once, tells it, spends no CPU, and serves again once descriptors
+    free up."""
+    port = free_port()
+    d = subprocess.Popen(
+        ["prlimit", "--nofile=40", *MIG_MON, "vm", "-d", "-p", str(port), "--bind", "127.0.0.1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.0)
+    socks = []
+    try:
+        for _ in range(60):
+            socks.append(socket.create_connection(("127.0.0.1", port), timeout=2))
+        c0 = cpu_s(d.pid)
+        time.sleep(2.0)
+        assert cpu_s(d.pid) - c0 < 0.3
+    finally:
+        for s in socks:
+            s.close()
+    time.sleep(0.5)
+    r = normal_vm_session(port)
+    assert r.returncode == 0, r.stderr
+    d.terminate()
+    out, _ = d.communicate(timeout=10)
+    assert "out of file descriptors" in out
+
+
+def test_vm_destination_stays_bounded_over_many_sessions() -> None:
+    """Hundreds of short sessions with channels and preempt: threads, fds
+    and RSS come back, and the cost per session does not grow."""
+    import migmon
+
+    port = free_port()
+    d = subprocess.Popen(
+        [*MIG_MON, "vm", "-d", "-p", str(port), "--bind", "127.0.0.1", "-q"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1.0)
+
+    def rss_mb() -> float:
+        with open(f"/proc/{d.pid}/status") as f:
+            return next(int(x.split()[1]) for x in f if x.startswith("VmRSS")) / 1024
+
+    def batch() -> float:
+        c0 = cpu_s(d.pid)
+        for _ in range(60):
+            migmon.vm_source(
+                host="127.0.0.1",
+                port=port,
+                duration_s=0.05,
+                postcopy=True,
+                channels=2,
+                preempt=True,
+            )
+        time.sleep(0.3)
+        return cpu_s(d.pid) - c0
+
+    try:
+        first = batch()
+        rss1 = rss_mb()
+        tasks1 = len(os.listdir(f"/proc/{d.pid}/task"))
+        for _ in range(3):
+            last = batch()
+        assert rss_mb() < rss1 + 16, (rss1, rss_mb())
+        assert len(os.listdir(f"/proc/{d.pid}/task")) <= tasks1 + 2
+        assert len(os.listdir(f"/proc/{d.pid}/fd")) < 20
+        assert last < 2 * first + 0.3, (first, last)
+    finally:
+        d.terminate()
+        d.wait(timeout=10)

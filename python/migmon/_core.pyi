@@ -575,9 +575,12 @@ class VmDestinationConfig:
     def interval_s(self) -> float:
         """Seconds between each session's samples."""
     @property
+    def max_connections(self) -> int:
+        """Connections served at once (a session is one to 66); more are closed as they come, with a message."""
+    @property
     def duration_s(self) -> float | None:
         """Stop after this many seconds; None = until stopped."""
-    def __init__(self, *, bind: str | None = ..., port: int = ..., vm_size_gb: int = ..., interval_s: float = ..., duration_s: float | None = ...) -> None: ...
+    def __init__(self, *, bind: str | None = ..., port: int = ..., vm_size_gb: int = ..., interval_s: float = ..., max_connections: int = ..., duration_s: float | None = ...) -> None: ...
     def replace(self, **changes: Any) -> Self:
         """A copy with the given fields changed (validated again)."""
     def to_dict(self) -> dict[str, Any]:

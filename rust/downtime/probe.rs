@@ -411,7 +411,7 @@ impl<'a> Prober<'a> {
             let due = NO_REPLY_WARNINGS
                 .get(warnings)
                 .copied()
-                .unwrap_or(60 * (warnings as u64 - 2));
+                .unwrap_or_else(|| 60 * (warnings as u64).saturating_sub(2));
             if !self.cfg.one_way && self.received == 0 && start.elapsed().as_secs() >= due {
                 warnings += 1;
                 self.ctx.send(ProbeMessage::NoReply(NoReply {

@@ -772,7 +772,7 @@ mod tests {
             port: 0,
             vm_size_gb: 1,
             interval_s: 0.3,
-            duration_s: None,
+            ..VmDestinationConfig::default()
         })
         .unwrap()
     }

@@ -56,6 +56,7 @@ _FLAGS = {
     "interval_s": "--interval",
     "connect_timeout_s": "--connect-timeout",
     "bind": "--bind",
+    "max_connections": "--max-connections",
 }
 
 
@@ -137,6 +138,17 @@ def vm_command(
             "--connect-timeout", metavar="S", help="Source: seconds to wait for each connection."
         ),
     ] = 10.0,
+    max_connections: Annotated[
+        int,
+        typer.Option(
+            "--max-connections",
+            metavar="N",
+            help="Destination: connections served at once (a source uses 1 + channels + "
+            "preempt); more are closed at once, with a message.",
+            min=1,
+            max=65536,
+        ),
+    ] = 256,
 ) -> int:
     """Emulate live-migration TCP streams: precopy (a stream from src to dst),
     postcopy (page requests from dst, answered by src), or both on one socket.
@@ -166,13 +178,14 @@ def vm_command(
             port=port,
             vm_size_gb=size_gb,
             interval_s=interval,
+            max_connections=max_connections,
             duration_s=duration,
         )
         return _run_dst(dcfg, show)
     if host is None:
         raise ConfigError("please specify dst VM address using '-H'")
-    if bind is not None:
-        raise ConfigError("--bind is a destination option")
+    if bind is not None or max_connections != 256:
+        raise ConfigError("--bind and --max-connections are destination options")
     if return_path not in ("preempt", "main"):
         raise ConfigError(f"unknown --return-path '{return_path}' (expected preempt or main)")
     chosen = set(tests or ["precopy"])
@@ -262,7 +275,9 @@ def _run_dst(cfg: VmDestinationConfig, show: Show) -> int:
                 ended(m)
                 return
             elif isinstance(m, VmRejected):
-                say(f"Rejected a connection from {m.peer}: {m.reason}", out)
+                # Refusals in a burst come as one message, "N more connections".
+                who = m.peer if m.peer.endswith("connections") else f"a connection from {m.peer}"
+                say(f"Rejected {who}: {m.reason}", out)
             if json_out:
                 emit(m)
 

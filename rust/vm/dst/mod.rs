@@ -37,6 +37,14 @@ use crate::vm::wire::*;
 const READ_BUF: usize = 1024 * 1024;
 /// Finished sessions a destination keeps for its final result.
 pub const KEPT_SESSIONS: usize = 1024;
+/// A connection that has not said what it is (its first header) by then is
+/// closed: idle and slow-loris connections cannot pile up.
+pub const OPENING_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections accepted per wake-up before the stop is looked at again.
+const ACCEPT_BATCH: usize = 64;
+/// The longest wait before accepting again after an error other than
+/// running out of descriptors.
+const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
 /// The emulated destination's configuration. Times in seconds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -58,6 +66,10 @@ pub struct VmDestinationConfig {
     /// Seconds between each session's samples.
     #[serde(deserialize_with = "de::float")]
     pub interval_s: f64,
+    /// Connections served at once (a session is one to 66); more are
+    /// closed as they come, with a message.
+    #[serde(deserialize_with = "de::int")]
+    pub max_connections: u32,
     /// Stop after this many seconds; None = until stopped.
     #[serde(deserialize_with = "de::opt_float")]
     pub duration_s: Option<f64>,
@@ -70,6 +82,7 @@ impl Default for VmDestinationConfig {
             port: crate::DEFAULT_PORT,
             vm_size_gb: 1024,
             interval_s: 1.0,
+            max_connections: 256,
             duration_s: None,
         }
     }
@@ -81,6 +94,12 @@ impl VmDestinationConfig {
         vm_pages(self.vm_size_gb)?;
         units::seconds("the interval", self.interval_s)?;
         units::run_length(self.duration_s)?;
+        if !(1..=65536).contains(&self.max_connections) {
+            return Err(Error::config(format!(
+                "max_connections: must be between 1 and 65536, not {}",
+                self.max_connections
+            )));
+        }
         Ok(())
     }
 }
@@ -204,13 +223,23 @@ struct Registry {
     finished: Mutex<VecDeque<VmSessionSummary>>,
 }
 
+/// An open connection, as the accept loop keeps it.
+struct Conn {
+    /// A clone, to close it on stop or when its opening is overdue.
+    stream: TcpStream,
+    accepted: Instant,
+    /// It has said what it is (or has been judged): no deadline any more.
+    opened: bool,
+}
+
 struct Shared {
     stop: StopFlag,
     vm_pages: u64,
+    max_connections: usize,
     reg: Registry,
-    /// A clone of every open connection, to close them all on stop; each
-    /// connection's thread removes its own when it ends.
-    open_conns: Mutex<HashMap<u64, TcpStream>>,
+    /// Every open connection; each connection's thread removes its own
+    /// when it ends.
+    open_conns: Mutex<HashMap<u64, Conn>>,
     next_conn: AtomicU64,
     workers: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -236,6 +265,7 @@ impl VmDestination {
         let shared = Arc::new(Shared {
             stop: StopFlag::new(),
             vm_pages: vm_pages(cfg.vm_size_gb)?,
+            max_connections: cfg.max_connections as usize,
             reg: Registry::default(),
             open_conns: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(0),
@@ -273,7 +303,7 @@ impl VmDestination {
 /// summary, the last ones ended by the stop.
 fn close_all(shared: &Shared) -> Vec<VmSessionSummary> {
     for (_, c) in lock(&shared.open_conns).drain() {
-        let _ = c.shutdown(Shutdown::Both);
+        let _ = c.stream.shutdown(Shutdown::Both);
     }
     let sessions: Vec<_> = lock(&shared.reg.sessions).values().cloned().collect();
     for s in sessions {
@@ -286,6 +316,60 @@ fn close_all(shared: &Shared) -> Vec<VmSessionSummary> {
     lock(&shared.reg.finished).iter().cloned().collect()
 }
 
+/// Refusals of one kind told once a second at most: a flood of connections
+/// must not become a flood of messages.
+struct Refusals {
+    last_told: Option<Instant>,
+    untold: u64,
+    reason: String,
+}
+
+impl Refusals {
+    fn new() -> Self {
+        Self {
+            last_told: None,
+            untold: 0,
+            reason: String::new(),
+        }
+    }
+
+    fn refuse(&mut self, ctx: &Ctx<DstMessage>, peer: String, reason: String) {
+        let now = Instant::now();
+        if self
+            .last_told
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
+        {
+            self.untold += 1;
+            self.reason = reason;
+            return;
+        }
+        self.flush(ctx);
+        self.last_told = Some(now);
+        ctx.send(DstMessage::Rejected(VmRejected { peer, reason }));
+    }
+
+    /// Tells the refusals not told yet, as one message.
+    fn flush(&mut self, ctx: &Ctx<DstMessage>) {
+        if self.untold > 0 {
+            ctx.send(DstMessage::Rejected(VmRejected {
+                peer: format!("{} more connections", self.untold),
+                reason: std::mem::take(&mut self.reason),
+            }));
+            self.untold = 0;
+        }
+    }
+
+    fn tick(&mut self, ctx: &Ctx<DstMessage>) {
+        if self
+            .last_told
+            .is_some_and(|t| t.elapsed() >= Duration::from_secs(1))
+        {
+            self.flush(ctx);
+            self.last_told = None;
+        }
+    }
+}
+
 fn accept_loop(
     listener: &TcpListener,
     shared: &Arc<Shared>,
@@ -294,6 +378,13 @@ fn accept_loop(
     end: Option<Instant>,
 ) {
     let mut next_tick = Instant::now() + interval;
+    // A descriptor held in reserve: when the process runs out, it is freed
+    // to accept and close the waiting connection (its source hears at
+    // once), rather than leave it pending and the listener always ready.
+    let mut reserve = std::fs::File::open("/dev/null").ok();
+    let mut refusals = Refusals::new();
+    let mut backoff = Duration::ZERO;
+    let mut retry_at = Instant::now();
     while !shared.stop.is_set() && !ctx.stop.is_set() {
         if end.is_some_and(|e| Instant::now() >= e) {
             break;
@@ -301,11 +392,57 @@ fn accept_loop(
         let wait = next_tick
             .saturating_duration_since(Instant::now())
             .min(Duration::from_millis(100));
-        if wait_readable(listener, wait) {
-            while let Ok((stream, peer)) = listener.accept() {
-                spawn_connection(stream, canonical(peer), shared, ctx);
+        if Instant::now() < retry_at {
+            shared.stop.sleep_until(retry_at.min(Instant::now() + wait));
+        } else if wait_readable(listener, wait) {
+            for _ in 0..ACCEPT_BATCH {
+                match listener.accept() {
+                    Ok((stream, peer)) => {
+                        backoff = Duration::ZERO;
+                        let peer = canonical(peer);
+                        if lock(&shared.open_conns).len() >= shared.max_connections {
+                            let _ = stream.shutdown(Shutdown::Both);
+                            let why = format!(
+                                "too many connections ({} open, --max-connections)",
+                                shared.max_connections
+                            );
+                            refusals.refuse(ctx, peer.to_string(), why);
+                            continue;
+                        }
+                        spawn_connection(stream, peer, shared, ctx);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                        drop(reserve.take());
+                        if let Ok((stream, peer)) = listener.accept() {
+                            let _ = stream.shutdown(Shutdown::Both);
+                            refusals.refuse(
+                                ctx,
+                                canonical(peer).to_string(),
+                                format!("out of file descriptors ({e}): closed at once"),
+                            );
+                        }
+                        reserve = std::fs::File::open("/dev/null").ok();
+                        if reserve.is_none() {
+                            // Not even that: wait for descriptors to free up.
+                            backoff =
+                                (backoff * 2).clamp(Duration::from_millis(10), MAX_ACCEPT_BACKOFF);
+                            retry_at = Instant::now() + backoff;
+                        }
+                        break;
+                    }
+                    Err(e) => {
+                        backoff =
+                            (backoff * 2).clamp(Duration::from_millis(10), MAX_ACCEPT_BACKOFF);
+                        retry_at = Instant::now() + backoff;
+                        refusals.refuse(ctx, "-".into(), format!("cannot accept: {e}; retrying"));
+                        break;
+                    }
+                }
             }
         }
+        close_overdue_openings(shared, &mut refusals, ctx);
+        refusals.tick(ctx);
         if Instant::now() >= next_tick {
             next_tick += interval;
             let sessions: Vec<_> = lock(&shared.reg.sessions).values().cloned().collect();
@@ -314,7 +451,29 @@ fn accept_loop(
             }
         }
     }
+    refusals.flush(ctx);
     shared.stop.stop();
+}
+
+/// Closes the connections that have not said what they are within
+/// [`OPENING_TIMEOUT`].
+fn close_overdue_openings(shared: &Shared, refusals: &mut Refusals, ctx: &Ctx<DstMessage>) {
+    let mut overdue = Vec::new();
+    for c in lock(&shared.open_conns).values_mut() {
+        if !c.opened && c.accepted.elapsed() >= OPENING_TIMEOUT {
+            c.opened = true;
+            let _ = c.stream.shutdown(Shutdown::Both);
+            overdue.push(c.stream.peer_addr().map(canonical));
+        }
+    }
+    for peer in overdue {
+        let peer = peer.map_or_else(|_| "-".into(), |p| p.to_string());
+        let why = format!(
+            "nothing valid within {} s of connecting: closed",
+            OPENING_TIMEOUT.as_secs()
+        );
+        refusals.refuse(ctx, peer, why);
+    }
 }
 
 fn spawn_connection(
@@ -327,13 +486,20 @@ fn spawn_connection(
     let _ = stream.set_nodelay(true);
     let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
     if let Ok(c) = stream.try_clone() {
-        lock(&shared.open_conns).insert(id, c);
+        lock(&shared.open_conns).insert(
+            id,
+            Conn {
+                stream: c,
+                accepted: Instant::now(),
+                opened: false,
+            },
+        );
     }
     let (sh, cx) = (shared.clone(), ctx.clone());
     let spawned = std::thread::Builder::new()
         .name("vm-dst-conn".into())
         .spawn(move || {
-            serve_connection(stream, peer, &sh, &cx);
+            serve_connection(stream, peer, id, &sh, &cx);
             lock(&sh.open_conns).remove(&id);
         });
     match spawned {
@@ -359,7 +525,13 @@ fn writer(stream: &TcpStream) -> Option<session::RequestWriter> {
         .map(|s| Box::new(s) as session::RequestWriter)
 }
 
-fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Shared, ctx: &Ctx<DstMessage>) {
+fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    id: u64,
+    shared: &Shared,
+    ctx: &Ctx<DstMessage>,
+) {
     let Ok(read_half) = stream.try_clone() else {
         return;
     };
@@ -371,7 +543,17 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Shared, ctx: &
             reason,
         }));
     };
-    match read_opening(&mut r) {
+    let opening = read_opening(&mut r);
+    {
+        let mut conns = lock(&shared.open_conns);
+        match conns.get_mut(&id) {
+            // Closed by the deadline meanwhile: told there already.
+            Some(c) if c.opened => return,
+            Some(c) => c.opened = true,
+            None => {}
+        }
+    }
+    match opening {
         Opening::Gone => {}
         Opening::Reject(why) => reject(why),
         Opening::Original => {
