@@ -116,8 +116,19 @@ def test_overlay_has_a_legend_named_after_the_files(tmp_path: Path) -> None:
 
 
 def test_our_json_of_mm_dirty_and_vm(tmp_path: Path) -> None:
-    p = run_cli("mm_dirty", "-m", "32", "-r", "100", "-L", "--duration", "2.2", "--interval", "0.5",
-                "--json")  # fmt: skip
+    p = run_cli(
+        "mm_dirty",
+        "-m",
+        "32",
+        "-r",
+        "100",
+        "-L",
+        "--duration",
+        "2.2",
+        "--interval",
+        "0.5",
+        "--json",
+    )
     dirty = write(tmp_path, "dirty.json", p.stdout)
     s = parse_file(dirty)
     assert s.kind == "dirty" and len(s.x) == 4 and "p99_us" in s.columns
@@ -128,9 +139,25 @@ def test_our_json_of_mm_dirty_and_vm(tmp_path: Path) -> None:
     port_proc = popen_cli("vm", "-d", "-p", port, "--json", "--interval", "0.5")
     try:
         time.sleep(1.0)
-        src = run_cli("vm", "-s", "-H", "127.0.0.1", "-p", port, "-t", "precopy", "-t",
-                      "postcopy", "--channels", "2", "--duration", "2", "--interval", "0.5",
-                      "--json")  # fmt: skip
+        src = run_cli(
+            "vm",
+            "-s",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            port,
+            "-t",
+            "precopy",
+            "-t",
+            "postcopy",
+            "--channels",
+            "2",
+            "--duration",
+            "2",
+            "--interval",
+            "0.5",
+            "--json",
+        )
     finally:
         port_proc.send_signal(signal.SIGTERM)
         dst_out, _ = port_proc.communicate(timeout=15)
@@ -202,8 +229,12 @@ def test_without_matplotlib_says_how_to_install(tmp_path: Path) -> None:
     env = dict(os.environ, PYTHONPATH=str(tmp_path / "fake"))
     p = subprocess.run(
         [sys.executable, "-m", "migmon", "plot", str(src), "-o", str(tmp_path / "x.png")],
-        capture_output=True, text=True, env=env, timeout=60, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
     err = assert_one_line_error(p, code=1)
     assert "pip install 'mig_mon[plot]'" in err
 
@@ -345,3 +376,48 @@ def test_timeline_needs_wall_clock_times(tmp_path: Path) -> None:
     (tmp_path / "q.json").write_text(QMP_EVENTS)
     r = run_cli("plot", str(tmp_path / "q.json"))
     assert "QEMU's events alone" in assert_one_line_error(r, code=2)
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        (
+            '{"type":"config","tool":"mm_dirty"}\n{"type":"sample"}\n',
+            "line 2: no 'rate_mb_s' where the format has one",
+        ),
+        (
+            '{"type":"config","tool":"client"}\n\n{"type":"event","gap_ms":1}\n',
+            "line 3: no 'start_offset_s'",
+        ),
+        ('{"type":"config","tool":"mm_dirty"}\n[1, 2]\n', "line 2: not a JSON object"),
+        ('{"type":"config","tool":"mm_dirty"}\n{"type":"sample",\n', "line 2: not JSON"),
+        (
+            '{"type":"config","tool":"mm_dirty"}\n'
+            '{"type":"sample","elapsed_s":1,"rate_mb_s":null,"load_pct":1}\n',
+            "line 2: rate_mb_s is null, not a number",
+        ),
+        (
+            '{"type":"config","tool":"mm_dirty"}\n'
+            '{"type":"sample","elapsed_s":true,"rate_mb_s":1,"load_pct":1}\n',
+            "line 2: time is true, not a number",
+        ),
+        ('{"event":"STOP","timestamp":{"seconds":"x","microseconds":0}}\n', "line 1:"),
+        ("\x00\x01binary", "binary data"),
+    ],
+)
+def test_malformed_input_names_the_file_and_the_line(tmp_path: Path, text: str, why: str) -> None:
+    f = tmp_path / "bad.json"
+    f.write_text(text)
+    err = assert_one_line_error(run_cli("plot", str(f), "-o", str(tmp_path / "x.png")), code=2)
+    assert "bad.json" in err and why in err, err
+
+
+def test_inputs_that_never_end_are_refused(tmp_path: Path) -> None:
+    err = assert_one_line_error(run_cli("plot", "/dev/zero", "-o", str(tmp_path / "x.png")))
+    assert "/dev/zero: a device" in err
+    big = tmp_path / "big.log"
+    with open(big, "wb") as f:
+        f.truncate(257 * 2**20)  # sparse: no disk used
+    r = run_cli("plot", str(big), "-o", str(tmp_path / "x.png"))
+    err = assert_one_line_error(r, code=2)
+    assert "more than 256 MB" in err or "binary data" in err

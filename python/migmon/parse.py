@@ -9,7 +9,10 @@ library needed.
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,23 +32,38 @@ _VIRSH_EVENT = re.compile(
 )
 
 
+#: The most a plot reads from one input: a day of mm_dirty --json at one
+#: sample a second is about 30 MB.
+MAX_INPUT_BYTES = 256 * 2**20
+
+
 def parse_file(path: str | Path) -> Series:
     """Parses one file; raises :class:`ParseError` with the reason."""
     p = Path(path)
     try:
-        text = p.read_text(errors="replace")
+        if stat.S_ISCHR(os.stat(p).st_mode) or stat.S_ISBLK(os.stat(p).st_mode):
+            raise ParseError(f"{p}: a device, not mig_mon output")
+        with open(p, "rb") as f:
+            data = f.read(MAX_INPUT_BYTES + 1)
     except OSError as e:
         raise ParseError(f"{p}: {e.strerror or e}") from None
-    return parse_text(text, label=p.name)
+    if len(data) > MAX_INPUT_BYTES:
+        raise ParseError(f"{p}: more than {MAX_INPUT_BYTES >> 20} MB, not mig_mon output")
+    if b"\0" in data:
+        raise ParseError(f"{p}: binary data, not mig_mon output")
+    return parse_text(data.decode(errors="replace"), label=p.name)
 
 
 def parse_text(text: str, label: str = "input") -> Series:
     """Recognises and parses one output."""
-    lines = [_STAMP.sub("", x.strip()) for x in text.splitlines() if x.strip()]
+    numbered = [
+        (n, _STAMP.sub("", x.strip())) for n, x in enumerate(text.splitlines(), 1) if x.strip()
+    ]
+    lines = [x for _, x in numbered]
     if not lines:
         raise ParseError(f"{label}: empty")
     if lines[0].startswith("{"):
-        return _parse_json(lines, label)
+        return _parse_json(numbered, label)
     if _VIRSH_EVENT.match(lines[0]):
         return _parse_virsh_events(lines, label)
     if all(downtime.SPIKE_RE.match(x) for x in lines):
@@ -59,32 +77,80 @@ def parse_text(text: str, label: str = "input") -> Series:
     raise ParseError(f"{label}: not a spike log, mm_dirty or vm output, nor mig_mon --json output")
 
 
-def _parse_json(lines: list[str], label: str) -> Series:
+def _parse_json(numbered: list[tuple[int, str]], label: str) -> Series:
+    objs: list[dict[str, Any]] = []
+    for n, line in numbered:
+        try:
+            o = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ParseError(f"{label}: line {n}: not JSON ({e.msg})") from None
+        if not isinstance(o, dict):
+            raise ParseError(f"{label}: line {n}: not a JSON object")
+        objs.append(o)
+    parser = _json_parser(objs, label)
     try:
-        objs = [json.loads(x) for x in lines]
-    except json.JSONDecodeError as e:
-        raise ParseError(f"{label}: not JSON Lines ({e.msg}, line {e.lineno})") from None
-    if objs and isinstance(objs[0], dict) and "event" in objs[0] and "timestamp" in objs[0]:
-        return _qemu_events(
-            [(o["timestamp"]["seconds"] + o["timestamp"]["microseconds"] / 1e6, o["event"])
-             for o in objs if isinstance(o, dict) and "event" in o and "timestamp" in o],
-            label,
-        )  # fmt: skip
-    if not objs or not isinstance(objs[0], dict) or objs[0].get("type") != "config":
-        raise ParseError(f"{label}: JSON without a mig_mon config line")
-    tool, role = objs[0].get("tool"), objs[0].get("role")
-    if tool == "mm_dirty":
-        s = dirty.parse_json(objs, label)
-    elif tool in ("client", "server"):
-        s = downtime.parse_json(objs, label)
-    elif tool == "vm" and role == "src":
-        s = vm.parse_src_json(objs, label)
-    elif tool == "vm" and role == "dst":
-        s = vm.parse_dst_json(objs, label)
-    else:
-        raise ParseError(f"{label}: JSON of '{tool}' has nothing to plot")
-    s.start_unix_s = _wall_clock_of_zero(objs)
+        s = parser(objs)
+        _check_numbers(s)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, ParseError) as e:
+        # Which line: the first that fails on its own (with the config).
+        for i in range(len(objs)):
+            try:
+                _check_numbers(parser([objs[0], objs[i]] if i else objs[:1]))
+            except (KeyError, TypeError, ValueError, AttributeError, IndexError, ParseError):
+                raise ParseError(f"{label}: line {numbered[i][0]}: {_what(e)}") from None
+        raise ParseError(f"{label}: {_what(e)}") from None
+    if s.kind != "qemu":
+        s.start_unix_s = _wall_clock_of_zero(objs)
     return s
+
+
+def _json_parser(
+    objs: list[dict[str, Any]], label: str
+) -> Callable[[list[dict[str, Any]]], Series]:
+    """The parser for these JSON Lines, by their first object."""
+    first = objs[0]
+    if "event" in first and "timestamp" in first:
+        return lambda objs: _qemu_events(
+            [
+                (o["timestamp"]["seconds"] + o["timestamp"]["microseconds"] / 1e6, o["event"])
+                for o in objs
+                if "event" in o and "timestamp" in o
+            ],
+            label,
+        )
+    if first.get("type") != "config":
+        raise ParseError(f"{label}: JSON without a mig_mon config line")
+    tool, role = first.get("tool"), first.get("role")
+    if tool == "mm_dirty":
+        return lambda objs: dirty.parse_json(objs, label)
+    if tool in ("client", "server"):
+        return lambda objs: downtime.parse_json(objs, label)
+    if tool == "vm" and role == "src":
+        return lambda objs: vm.parse_src_json(objs, label)
+    if tool == "vm" and role == "dst":
+        return lambda objs: vm.parse_dst_json(objs, label)
+    raise ParseError(f"{label}: JSON of '{tool}' has nothing to plot")
+
+
+def _check_numbers(s: Series) -> None:
+    """Every plotted value is a number (JSON's true and null are not)."""
+    columns = {"time": s.x, **s.columns}
+    for name, values in columns.items():
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ParseError(f"{name} is {json.dumps(v)}, not a number")
+    for tup in (*s.events, *s.pauses):
+        for v in tup:
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ParseError(f"an event value is {json.dumps(v)}, not a number")
+
+
+def _what(e: BaseException) -> str:
+    if isinstance(e, KeyError):
+        return f"no {e.args[0]!r} where the format has one"
+    if isinstance(e, ParseError):
+        return str(e)
+    return f"a value of the wrong kind ({e})"
 
 
 def _wall_clock_of_zero(objs: list[dict[str, Any]]) -> float | None:
