@@ -298,3 +298,28 @@ def test_a_pause_of_the_process_is_reported_once_with_its_length(pattern: str, r
     # after the last interval is in no sample).
     assert 1 <= sum(o["pauses"] for o in objs if o["type"] == "sample") <= len(pauses)
     assert "pause: at " in err and "(ms) without dirtying, threads 0,1" in err
+
+
+def test_huge_page_hint_grows_the_pool_never_shrinks_it(hugepages_2m: int) -> None:
+    """With pages of the pool in use, the hint gives the pool's new total
+    (today's plus what is missing), not the count this run needs: that
+    would shrink a pool others are using."""
+    pool = Path("/sys/kernel/mm/hugepages/hugepages-2048kB")
+    assert hugepages_2m >= 40, "could not reserve 2M huge pages for the test"
+    holder = popen_cli("mm_dirty", "-P", "2m", "-m", "80", "-r", "10", "-q")  # holds 40 pages
+    try:
+        deadline = time.monotonic() + 20
+        while int((pool / "free_hugepages").read_text()) > hugepages_2m - 40:
+            assert time.monotonic() < deadline and holder.poll() is None
+            time.sleep(0.1)
+        total = int((pool / "nr_hugepages").read_text())
+        free = int((pool / "free_hugepages").read_text())
+        need = free + 10
+        err = assert_one_line_error(run_cli("mm_dirty", "-P", "2m", "-m", str(2 * need)), code=1)
+        target = total + need - free
+        assert f"echo {target} > {pool}/nr_hugepages" in err, err
+        assert target > total
+        assert f"{total - free} are in use" in err
+    finally:
+        holder.terminate()
+        holder.communicate(timeout=30)

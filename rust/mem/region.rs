@@ -209,13 +209,26 @@ pub fn mem_available() -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// How to grow the pool so that `len` bytes fit in its free pages: the new
+/// total is the pool as it is plus what is missing (never a smaller pool
+/// than today's, which would take pages from whoever holds them).
 fn reserve_hint(len: u64, page_size: PageSize) -> String {
     let need = len / page_size.bytes();
-    match page_size.hugetlb_dir() {
-        Some(dir) => {
-            format!("reserve at least {need} with: echo {need} > {dir}/nr_hugepages (as root)")
+    let Some(dir) = page_size.hugetlb_dir() else {
+        return String::new();
+    };
+    let total = read_u64(&format!("{dir}/nr_hugepages"));
+    let free = read_u64(&format!("{dir}/free_hugepages"));
+    match (total, free) {
+        (Some(total), Some(free)) => {
+            let target = total + need.saturating_sub(free);
+            format!(
+                "grow the pool from {total} to {target} pages with: echo {target} > \
+                 {dir}/nr_hugepages (as root; {} are in use)",
+                total - free.min(total)
+            )
         }
-        None => String::new(),
+        _ => format!("reserve at least {need} with: echo {need} > {dir}/nr_hugepages (as root)"),
     }
 }
 
