@@ -3,6 +3,7 @@ accuracy, integrity detection, huge pages, signals and bad input."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -323,3 +324,23 @@ def test_huge_page_hint_grows_the_pool_never_shrinks_it(hugepages_2m: int) -> No
     finally:
         holder.terminate()
         holder.communicate(timeout=30)
+
+
+def test_a_thousand_threads_keep_to_the_duration_and_stay_small() -> None:
+    """-T 1024 on a small machine: the run's clock starts once every thread
+    is ready, so --duration holds; without -L no thread holds a latency
+    histogram (half a megabyte each)."""
+    t0 = time.monotonic()
+    p = popen_cli("mm_dirty", "-m", "64", "-T", "1024", "-r", "100", "--duration", "1", "-q")
+    peak = 0
+    while p.poll() is None:
+        with contextlib.suppress(OSError, StopIteration), open(f"/proc/{p.pid}/status") as f:
+            peak = max(peak, next(int(x.split()[1]) for x in f if x.startswith("VmRSS")))
+        time.sleep(0.05)
+    out, err = p.communicate()
+    took = time.monotonic() - t0
+    assert p.returncode == 0, err
+    assert "Integrity: OK" in out
+    assert "take turns" in err  # more threads than CPUs: said once
+    assert took < 15, f"--duration 1 took {took:.1f} s"
+    assert peak < 300 * 1024, f"peak RSS {peak // 1024} MB"

@@ -486,12 +486,10 @@ fn run(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0x5eed, |d| d.as_nanos() as u64)
     });
-    let cpu_start = crate::pace::process_cpu_s();
-    let start = Instant::now();
-    let mut ticker = Ticker::new(start, interval, duration);
-    let mut pauses = Pauses::new(start);
     let mut samples = Vec::new();
     let mut total_hist = LatencyHistogram::new();
+    let ready = std::sync::Barrier::new(threads as usize + 1);
+    let mut clocks = None;
     let results: Vec<Result<u64>> = std::thread::scope(|s| {
         let handles: Vec<_> = stats
             .iter()
@@ -511,6 +509,7 @@ fn run(
                     seed: seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
                     stop: &ctx.stop,
                     stats: st,
+                    ready: Some(&ready),
                 };
                 s.spawn(move || {
                     let r = job.run();
@@ -521,6 +520,12 @@ fn run(
                 })
             })
             .collect();
+        // Every worker set up: the run (its clock, its length) starts now.
+        ready.wait();
+        let cpu_start = crate::pace::process_cpu_s();
+        let start = Instant::now();
+        let mut ticker = Ticker::new(start, interval, duration);
+        let mut pauses = Pauses::new(start);
         sample_loop(
             cfg,
             ctx,
@@ -530,6 +535,7 @@ fn run(
             &mut total_hist,
             &mut pauses,
         );
+        clocks = Some((cpu_start, start, pauses));
         progress.set_phase(Phase::Stopping, ctx);
         handles
             .into_iter()
@@ -539,6 +545,7 @@ fn run(
             })
             .collect()
     });
+    let (cpu_start, start, mut pauses) = clocks.expect("the sampler ran");
     let duration_s = start.elapsed().as_secs_f64();
     let cpu_s = crate::pace::process_cpu_s() - cpu_start;
     let mut verified_pages = 0;
@@ -547,7 +554,9 @@ fn run(
     }
     // Whatever the workers recorded after the last full interval.
     for st in &stats {
-        total_hist.add(&lock(&st.hist));
+        if let Some(h) = lock(&st.hist).as_ref() {
+            total_hist.add(h);
+        }
     }
     pauses.collect(&stats);
     for p in pauses.settle(None) {
@@ -692,9 +701,10 @@ fn sample_loop(
         let latency = cfg.record_latency.then(|| {
             hist.reset();
             for st in stats {
-                let mut h = lock(&st.hist);
-                hist.add(&h);
-                h.reset();
+                if let Some(h) = lock(&st.hist).as_mut() {
+                    hist.add(h);
+                    h.reset();
+                }
             }
             total_hist.add(&hist);
             hist.percentiles()

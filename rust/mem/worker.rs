@@ -83,8 +83,10 @@ pub(crate) struct WorkerStats {
     pub steps: AtomicU64,
     /// Nanoseconds spent sleeping for pacing so far.
     pub sleep_ns: AtomicU64,
-    /// Access latencies since the sampler last took them.
-    pub hist: Mutex<LatencyHistogram>,
+    /// Access latencies since the sampler last took them; only with
+    /// latency recording (a histogram is over half a megabyte: a thousand
+    /// threads would hold hundreds of MB for nothing).
+    pub hist: Mutex<Option<LatencyHistogram>>,
     /// Pauses seen since the sampler last took them: when each ended and
     /// how long it was.
     pub pauses: Mutex<Vec<(Instant, Duration)>>,
@@ -108,6 +110,9 @@ pub(crate) struct Job<'a> {
     pub seed: u64,
     pub stop: &'a StopFlag,
     pub stats: &'a WorkerStats,
+    /// Waited on once set up, so that every clock starts when all the
+    /// workers are ready (spawning a thousand takes a while).
+    pub ready: Option<&'a std::sync::Barrier>,
 }
 
 /// A worker's position, enough to know what every page should hold.
@@ -170,6 +175,9 @@ impl Job<'_> {
     pub(crate) fn run(&self) -> Result<u64> {
         tighten_timer_slack();
         let mut st = self.initial_state();
+        if let Some(b) = self.ready {
+            b.wait();
+        }
         if self.pattern == Pattern::Once {
             while !self
                 .stop
@@ -192,7 +200,11 @@ impl Job<'_> {
     }
 
     fn dirty_loop<const VERIFY: bool, const LAT: bool>(&self, st: &mut State) -> Result<()> {
-        let mut rec = TickRecorder::new();
+        let mut rec = if LAT {
+            TickRecorder::new()
+        } else {
+            TickRecorder::unused()
+        };
         let chunk = match self.rate_steps {
             // One pace step's worth of pages, then one sleep: the wake-ups
             // per second are 1 / pace_s, whatever the rate.
@@ -247,7 +259,7 @@ impl Job<'_> {
 
     fn flush(&self, rec: &mut TickRecorder) {
         let mut shared = lock(&self.stats.hist);
-        rec.flush_into(&mut shared);
+        rec.flush_into(shared.get_or_insert_with(LatencyHistogram::new));
     }
 
     #[inline(always)]
@@ -418,6 +430,7 @@ impl<'a> Kernel<'a> {
             seed: 0x1234_5678,
             stop: &env.stop,
             stats: &env.stats,
+            ready: None,
         };
         let st = job.initial_state();
         Self {

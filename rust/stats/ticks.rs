@@ -16,8 +16,10 @@ const SMALL_TICKS: usize = 4096;
 /// Per-thread latency recorder for hot loops; see the module docs.
 pub struct TickRecorder {
     clock: quanta::Clock,
-    small: Box<[u64; SMALL_TICKS]>,
-    big: LatencyHistogram,
+    /// Counts by tick delta; empty in a recorder that records nothing.
+    small: Box<[u64]>,
+    /// Long deltas, in ns; made at the first one (over half a megabyte).
+    big: Option<LatencyHistogram>,
     pending: bool,
 }
 
@@ -32,8 +34,19 @@ impl TickRecorder {
     pub fn new() -> Self {
         Self {
             clock: quanta::Clock::new(),
-            small: Box::new([0; SMALL_TICKS]),
-            big: LatencyHistogram::new(),
+            small: vec![0; SMALL_TICKS].into_boxed_slice(),
+            big: None,
+            pending: false,
+        }
+    }
+
+    /// A recorder for a loop that records nothing (latency recording off):
+    /// it holds no memory.
+    pub fn unused() -> Self {
+        Self {
+            clock: quanta::Clock::new(),
+            small: Box::new([]),
+            big: None,
             pending: false,
         }
     }
@@ -48,10 +61,11 @@ impl TickRecorder {
     #[inline(always)]
     pub fn record(&mut self, start: u64, end: u64) {
         let d = end.saturating_sub(start);
-        if (d as usize) < SMALL_TICKS {
-            self.small[d as usize] += 1;
+        if let Some(count) = self.small.get_mut(d as usize) {
+            *count += 1;
         } else {
-            self.big.record(self.clock.delta_as_nanos(0, d));
+            let ns = self.clock.delta_as_nanos(0, d);
+            self.big.get_or_insert_with(LatencyHistogram::new).record(ns);
         }
         self.pending = true;
     }
@@ -67,8 +81,10 @@ impl TickRecorder {
                 *count = 0;
             }
         }
-        dst.add(&self.big);
-        self.big.reset();
+        if let Some(big) = self.big.as_mut() {
+            dst.add(big);
+            big.reset();
+        }
         self.pending = false;
     }
 }

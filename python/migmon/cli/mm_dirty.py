@@ -8,6 +8,7 @@ one sample per interval, summary) and the human text goes to stderr.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Annotated, TextIO
@@ -189,6 +190,13 @@ def mm_dirty_command(
         seed=seed,
     )
     out = sys.stderr if json_out else sys.stdout
+    cpus = len(os.sched_getaffinity(0))
+    if cfg.threads > cpus and cfg.pattern != "once":
+        say(
+            f"note: {cfg.threads} dirtying threads on {cpus} CPUs take turns; "
+            "a thread waiting for its turn shows as a pause",
+            sys.stderr,
+        )
 
     def on_sample(s: DirtySample | DirtyPause) -> None:
         if json_out:
