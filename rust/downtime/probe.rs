@@ -18,7 +18,9 @@ use crate::downtime::wire::{Probe, PROBE_LEN};
 use crate::error::{Error, Result};
 use crate::pace::{mono_ns, tighten_timer_slack, unix_at, wall_to_mono};
 use crate::run::{lock, Background, Ctx};
-use crate::sock::{connect_udp, enable_rx_timestamps, recv_stamped, resolve, wait_readable};
+use crate::sock::{
+    connect_udp, enable_rx_timestamps, recv_stamped, resolve, wait_readable, StampedBatch,
+};
 use crate::stats::{LatencyHistogram, Percentiles};
 use crate::units::{self, de};
 
@@ -369,6 +371,7 @@ impl<'a> Prober<'a> {
         let mut next_send = start;
         let mut warnings = 0usize;
         let mut buf = vec![0u8; 65_536];
+        let mut batch = StampedBatch::default();
         loop {
             let now = Instant::now();
             if self.ctx.stop.is_set() || end.is_some_and(|e| now >= e) {
@@ -405,9 +408,11 @@ impl<'a> Prober<'a> {
             if let Some(e) = end {
                 wake = wake.min(e);
             }
-            if wait_readable(sock, wake.saturating_duration_since(Instant::now())) {
-                self.drain(sock, &mut buf);
-            }
+            // One wake-up per probe: replies are not waited for, since the
+            // kernel stamps each on arrival; they are taken, all at once,
+            // when the thread wakes to send the next probe.
+            self.ctx.stop.sleep_until(wake);
+            self.drain_all(sock, &mut batch);
             let due = NO_REPLY_WARNINGS
                 .get(warnings)
                 .copied()
@@ -470,6 +475,27 @@ impl<'a> Prober<'a> {
     /// with more queued (a burst after an outage), the next poll returns at
     /// once, so nothing waits, and the usual reply costs no extra receive
     /// that only says "nothing more".
+    /// Every reply waiting, in as few system calls as it takes.
+    fn drain_all(&mut self, sock: &UdpSocket, batch: &mut StampedBatch) {
+        loop {
+            match batch.recv(sock) {
+                Ok(0) => return,
+                Ok(n) => {
+                    for i in 0..n {
+                        let (data, stamp) = batch.get(i);
+                        let arrival = stamp.map_or_else(mono_ns, wall_to_mono);
+                        self.on_reply(data, arrival);
+                    }
+                    if n < crate::sock::BATCH {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::ConnectionRefused => self.refused += 1,
+                Err(_) => return,
+            }
+        }
+    }
+
     fn drain(&mut self, sock: &UdpSocket, buf: &mut [u8]) {
         match recv_stamped(sock, buf) {
             Ok((n, stamp)) => {

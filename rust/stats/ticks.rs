@@ -65,7 +65,9 @@ impl TickRecorder {
             *count += 1;
         } else {
             let ns = self.clock.delta_as_nanos(0, d);
-            self.big.get_or_insert_with(LatencyHistogram::new).record(ns);
+            self.big
+                .get_or_insert_with(LatencyHistogram::new)
+                .record(ns);
         }
         self.pending = true;
     }
