@@ -362,3 +362,35 @@ def test_vm_destination_stays_bounded_over_many_sessions() -> None:
     finally:
         d.terminate()
         d.wait(timeout=10)
+
+
+def test_vm_destination_with_a_source_that_never_reads() -> None:
+    """A source that starts postcopy (the destination then sends page
+    requests) and never reads them: the destination's writes block on a
+    full socket, yet it serves another source alongside and stops within 2 s
+    of SIGTERM."""
+    port = free_port()
+    d = subprocess.Popen(
+        [*MIG_MON, "vm", "-d", "-p", str(port), "--bind", "127.0.0.1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.0)
+    s = socket.create_connection(("127.0.0.1", port))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    page = struct.pack("<QQ", 0x123, 1) + bytes(4096)
+    s.sendall(page + struct.pack("<QQ", 0x125, 0) + page)  # pages, then the postcopy handshake
+    try:
+        time.sleep(2.0)  # its requests fill the socket; nobody reads them
+        r = normal_vm_session(port)
+        assert r.returncode == 0, r.stderr
+        t = time.monotonic()
+        d.send_signal(signal.SIGTERM)
+        out, err = d.communicate(timeout=10)
+        took = time.monotonic() - t
+    finally:
+        s.close()
+    assert took < 2.0, f"took {took:.2f} s to stop"
+    assert d.returncode == 0, err
+    assert out.count("Dropped connection from src VM") == 2
