@@ -394,3 +394,25 @@ def test_vm_destination_with_a_source_that_never_reads() -> None:
     assert took < 2.0, f"took {took:.2f} s to stop"
     assert d.returncode == 0, err
     assert out.count("Dropped connection from src VM") == 2
+
+
+def test_events_kept_per_client_are_bounded_but_all_counted() -> None:
+    """A client whose every gap is an event (a threshold below its
+    interval): the server lists the first 1000 and counts them all."""
+    port = free_port(socket.SOCK_DGRAM)
+    proc = subprocess.Popen(
+        [*MIG_MON, "server", "/dev/null", "-p", str(port), "--threshold-ms", "1", "--json", "-q"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.0)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for seq in range(1200):
+            s.sendto(probe(seq), ("127.0.0.1", port))
+            time.sleep(0.002)
+    time.sleep(0.2)
+    summary, _ = stop_and_read(proc)
+    (c,) = summary["clients"]
+    assert c["event_count"] > 1050, c["event_count"]
+    assert len(c["events"]) == 1000

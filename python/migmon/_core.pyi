@@ -183,8 +183,11 @@ class ClientSummary:
     def threshold_ms(self) -> float | None:
         """Spike threshold, ms."""
     @property
+    def event_count(self) -> int:
+        """Downtime events, in all (also those not listed)."""
+    @property
     def events(self) -> list[DowntimeEvent]:
-        """Downtime events."""
+        """The first [`KEPT_EVENTS_PER_CLIENT`] downtime events."""
     def to_dict(self) -> dict[str, Any]:
         """Every field, under the same keys as the JSON output."""
 
@@ -350,8 +353,11 @@ class ProbeSummary:
     def open_gap_ms(self) -> float:
         """Time since the last reply when the run ended, ms (an outage still going on shows here, not as an event)."""
     @property
+    def event_count(self) -> int:
+        """Downtime events, in all (also those not listed)."""
+    @property
     def events(self) -> list[DowntimeEvent]:
-        """Every downtime event."""
+        """The downtime events: the first [`KEPT_EVENTS`] of the run (each was also told as it happened); the totals count them all."""
     def to_dict(self) -> dict[str, Any]:
         """Every field, under the same keys as the JSON output."""
 

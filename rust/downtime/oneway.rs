@@ -128,9 +128,15 @@ pub struct ClientSummary {
     pub cur_gap_ms: f64,
     /// Spike threshold, ms.
     pub threshold_ms: Option<f64>,
-    /// Downtime events.
+    /// Downtime events, in all (also those not listed).
+    pub event_count: u64,
+    /// The first [`KEPT_EVENTS_PER_CLIENT`] downtime events.
     pub events: Vec<DowntimeEvent>,
 }
+
+/// Events listed per client (each is also told as it happens): thousands of
+/// clients must not hold memory without bound.
+pub const KEPT_EVENTS_PER_CLIENT: usize = 1000;
 
 /// Every client's figures at the end.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -176,6 +182,7 @@ struct Client {
     reordered: u64,
     gaps: GapDetector,
     events: Vec<DowntimeEvent>,
+    event_count: u64,
     last_seen_ns: u64,
 }
 
@@ -190,6 +197,7 @@ impl Client {
             reordered: 0,
             gaps: GapDetector::for_unknown_interval(fixed, THRESHOLD_FLOOR_NS),
             events: Vec::new(),
+            event_count: 0,
             last_seen_ns: now,
         }
     }
@@ -242,6 +250,7 @@ impl Client {
             max_gap_ms: ms(self.gaps.max_gap_ns()),
             cur_gap_ms: ms(self.gaps.cur_gap_ns()),
             threshold_ms: self.gaps.threshold_ns().map(ms),
+            event_count: self.event_count,
             events: self.events.clone(),
         }
     }
@@ -415,7 +424,7 @@ fn serve(
                     Arrival::Spike { gap_ns, since_ns } => {
                         let baseline = c.gaps.baseline_ns().unwrap_or(0);
                         let ev = DowntimeEvent::new(
-                            c.events.len() as u64,
+                            c.event_count,
                             Some(peer.to_string()),
                             since_ns,
                             start_ns,
@@ -423,7 +432,10 @@ fn serve(
                             baseline,
                             missed,
                         );
-                        c.events.push(ev.clone());
+                        c.event_count += 1;
+                        if c.events.len() < KEPT_EVENTS_PER_CLIENT {
+                            c.events.push(ev.clone());
+                        }
                         out.push(ServerMessage::Event(ev));
                     }
                     _ => {}

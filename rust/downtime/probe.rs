@@ -230,8 +230,24 @@ pub struct ProbeSummary {
     /// Time since the last reply when the run ended, ms (an outage still
     /// going on shows here, not as an event).
     pub open_gap_ms: f64,
-    /// Every downtime event.
+    /// Downtime events, in all (also those not listed).
+    pub event_count: u64,
+    /// The downtime events: the first [`KEPT_EVENTS`] of the run (each
+    /// was also told as it happened); the totals count them all.
     pub events: Vec<DowntimeEvent>,
+}
+
+/// Events a client lists in its summary: a day of 1 ms probes on a loaded
+/// machine must not grow without bound (about 15 MB at most).
+pub const KEPT_EVENTS: usize = 100_000;
+
+/// Running totals of a run's events, whether listed or not.
+#[derive(Default)]
+struct EventTotals {
+    count: u64,
+    stalled: u64,
+    total_blackout_ms: f64,
+    worst_blackout_ms: f64,
 }
 
 /// A probe run in a background thread.
@@ -322,6 +338,7 @@ struct Prober<'a> {
     jitter: LatencyHistogram,
     gaps: GapDetector,
     events: Vec<DowntimeEvent>,
+    totals: EventTotals,
     last_rtt_ns: u64,
 }
 
@@ -353,6 +370,7 @@ impl<'a> Prober<'a> {
                 cfg.interval.as_nanos() as u64 * 2,
             ),
             events: Vec::new(),
+            totals: EventTotals::default(),
             last_rtt_ns: 0,
         }
     }
@@ -565,7 +583,7 @@ impl<'a> Prober<'a> {
     fn event(&mut self, gap_ns: u64, since_ns: u64, probes_missed: u64) {
         let interval_ns = self.cfg.interval.as_nanos() as u64;
         let mut ev = DowntimeEvent::new(
-            self.events.len() as u64,
+            self.totals.count,
             Some(self.cfg.peer.clone()),
             since_ns,
             self.start_ns,
@@ -582,7 +600,21 @@ impl<'a> Prober<'a> {
             .map(|l| l.late_ns)
             .sum();
         ev.client_stall_ms = ms(stall.min(gap_ns));
-        self.events.push(ev.clone());
+        self.record(ev);
+    }
+
+    /// Counts an event, lists it while the list has room, tells it.
+    fn record(&mut self, ev: DowntimeEvent) {
+        let t = &mut self.totals;
+        t.count += 1;
+        t.stalled += u64::from(ev.client_stall_ms > 0.0);
+        t.total_blackout_ms += ev.blackout_ms;
+        t.worst_blackout_ms = t.worst_blackout_ms.max(ev.blackout_ms);
+        // The open outage at the end is always listed: it is the one the
+        // summary speaks of.
+        if self.events.len() < KEPT_EVENTS || ev.open {
+            self.events.push(ev.clone());
+        }
         self.ctx.send(ProbeMessage::Event(ev));
     }
 
@@ -595,7 +627,7 @@ impl<'a> Prober<'a> {
             cur_gap_ms: ms(self.gaps.cur_gap_ns()),
             since_last_reply_ms: ms(self.gaps.last_ns().map_or(0, |l| now.saturating_sub(l))),
             last_rtt_ms: ms(self.last_rtt_ns),
-            events: self.events.len() as u64,
+            events: self.totals.count,
         };
         *lock(self.status) = st;
     }
@@ -610,7 +642,7 @@ impl<'a> Prober<'a> {
             if !self.cfg.one_way && open_gap_ns >= t {
                 let missed = self.sent.saturating_sub(self.max_seq.map_or(0, |m| m + 1));
                 let mut ev = DowntimeEvent::new(
-                    self.events.len() as u64,
+                    self.totals.count,
                     Some(self.cfg.peer.clone()),
                     l,
                     self.start_ns,
@@ -619,11 +651,9 @@ impl<'a> Prober<'a> {
                     missed,
                 );
                 ev.open = true;
-                self.events.push(ev.clone());
-                self.ctx.send(ProbeMessage::Event(ev));
+                self.record(ev);
             }
         }
-        let blackouts = self.events.iter().map(|e| e.blackout_ms);
         ProbeSummary {
             duration_s: elapsed.as_secs_f64(),
             interval_ms: ms(self.cfg.interval.as_nanos() as u64),
@@ -641,19 +671,16 @@ impl<'a> Prober<'a> {
             foreign: self.foreign,
             send_errors: self.send_errors,
             skipped: self.skipped,
-            client_stalled_events: self
-                .events
-                .iter()
-                .filter(|e| e.client_stall_ms > 0.0)
-                .count() as u64,
+            client_stalled_events: self.totals.stalled,
             rtt: (!self.cfg.one_way).then(|| self.rtt.percentiles()),
             send_jitter: self.jitter.percentiles(),
             baseline_gap_ms: self.gaps.baseline_ns().map(ms),
             threshold_ms: self.gaps.threshold_ns().map(ms),
             max_gap_ms: ms(self.gaps.max_gap_ns()),
-            total_downtime_ms: blackouts.clone().fold(0.0, |a, b| a + b),
-            worst_downtime_ms: blackouts.fold(0.0, f64::max),
+            total_downtime_ms: self.totals.total_blackout_ms,
+            worst_downtime_ms: self.totals.worst_blackout_ms,
             open_gap_ms: ms(open_gap_ns),
+            event_count: self.totals.count,
             events: self.events,
         }
     }

@@ -397,7 +397,7 @@ def server_command(
         if rest or summary.forgotten_clients or summary.untracked:
             say(
                 f"{len(rest)} more clients ({sum(c.probes for c in rest)} probes, "
-                f"{sum(len(c.events) for c in rest)} events; all in --json), "
+                f"{sum(c.event_count for c in rest)} events; all in --json), "
                 f"{summary.forgotten_clients} forgotten, {summary.untracked} datagrams from "
                 "clients not measured (more than 4096 active at once)",
                 out,

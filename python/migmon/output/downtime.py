@@ -189,10 +189,15 @@ def probe_summary_lines(s: ProbeSummary) -> list[str]:
             else ""
         )
         lines.append(
-            f"Downtime events: {len(s.events)} (threshold {thr} (ms), "
+            f"Downtime events: {s.event_count} (threshold {thr} (ms), "
             f"resolution +/-{_ms(s.interval_ms)} (ms)){stalled}"
         )
         lines.extend(events_table(s.events))
+        if s.event_count > len(s.events):
+            lines.append(
+                f"  ... and {s.event_count - len(s.events)} more events, not listed "
+                "(counted in the totals)"
+            )
         lines.append(
             f"Total downtime: {_ms(s.total_downtime_ms)} (ms), "
             f"worst: {_ms(s.worst_downtime_ms)} (ms)"
@@ -209,7 +214,7 @@ def client_summary_lines(c: ClientSummary) -> list[str]:
     """A one-way server's summary of one client."""
     lines = [
         f"Client {c.peer}: packets {c.packets}, probes {c.probes}, lost {c.lost}, "
-        f"reordered {c.reordered}, max_delay {_ms(c.max_gap_ms)} (ms), events {len(c.events)}"
+        f"reordered {c.reordered}, max_delay {_ms(c.max_gap_ms)} (ms), events {c.event_count}"
         + (f", sequence restarts {c.restarts}" if c.restarts else "")
     ]
     lines.extend(events_table(c.events))
