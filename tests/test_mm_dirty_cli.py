@@ -344,3 +344,13 @@ def test_a_thousand_threads_keep_to_the_duration_and_stay_small() -> None:
     assert "take turns" in err  # more threads than CPUs: said once
     assert took < 15, f"--duration 1 took {took:.1f} s"
     assert peak < 300 * 1024, f"peak RSS {peak // 1024} MB"
+
+
+def test_an_absurd_rate_still_stops_on_time() -> None:
+    """The largest rate the parser takes (2^44 - 1 MB/s): as fast as
+    possible, and --duration still holds (a step's work is capped, so the
+    stop is looked at)."""
+    t0 = time.monotonic()
+    p = run_cli("mm_dirty", "-m", "16", "-r", str(2**44 - 1), "--duration", "0.5", "-q")
+    assert p.returncode == 0, p.stderr
+    assert time.monotonic() - t0 < 10

@@ -208,7 +208,9 @@ impl Job<'_> {
         let chunk = match self.rate_steps {
             // One pace step's worth of pages, then one sleep: the wake-ups
             // per second are 1 / pace_s, whatever the rate.
-            Some(r) => ((r * self.pace_s) as u64).max(1),
+            // Capped: an absurd rate (a petabyte a second) is as fast as
+            // possible, and the stop is still looked at every chunk.
+            Some(r) => ((r * self.pace_s) as u64).clamp(1, MAX_CHUNK),
             None => MAX_CHUNK,
         };
         let start = Instant::now();
