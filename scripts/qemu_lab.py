@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import contextlib
 import gzip
 import json
@@ -234,8 +235,9 @@ ROOT_INIT = """#!/bin/busybox sh
 export PATH=/usr/local/bin:/bin:/usr/bin:/sbin:/usr/sbin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
-mount -t tmpfs -o size=64m tmp /tmp
-mount -t tmpfs tmp /run
+mount -t tmpfs -o size=64m run /run
+mkdir -p /run/lab
+{tmp_mount}
 ip link set lo up
 ip addr add {guest_ip}/24 dev eth0
 ip link set eth0 up
@@ -429,7 +431,13 @@ def build_guest(lab: Path, x: Path, venv_python: Path) -> tuple[Path, Path, Path
     (stage / "etc/group").write_text("root:x:0:\n")
     (stage / "etc/hosts").write_text(f"127.0.0.1 localhost\n{GUEST_IP} guest\n")
     python = Path(os.path.realpath(venv_python))
-    (stage / "init").write_text(ROOT_INIT.format(guest_ip=GUEST_IP, python=python))
+    # A scratch /tmp, unless the payload itself is under /tmp (a checkout
+    # in /tmp): a tmpfs there would hide it. The agent works in /run/lab.
+    under_tmp = any((stage / "tmp").iterdir())
+    tmp_mount = "" if under_tmp else "mount -t tmpfs -o size=64m tmp /tmp"
+    (stage / "init").write_text(
+        ROOT_INIT.format(guest_ip=GUEST_IP, python=python, tmp_mount=tmp_mount)
+    )
     (stage / "init").chmod(0o755)
 
     size = sum(p.lstat().st_size for p in stage.rglob("*"))
@@ -681,7 +689,7 @@ def json_objs(text: str) -> list[dict[str, Any]]:
 
 
 async def guest_output(name: str) -> str:
-    r = await agent({"op": "run", "argv": ["cat", f"/tmp/{name}.out"]})
+    r = await agent({"op": "run", "argv": ["cat", f"/run/lab/{name}.out"]})
     return str(r["stdout"])
 
 
@@ -1070,18 +1078,20 @@ async def postcopy_run(
 def _match_wire(
     events: list[dict[str, Any]], replies: list[float], threshold_ms: float
 ) -> dict[str, Any]:
-    """Every gap on the wire above the client's threshold against the
-    client's events: the same gaps, starting at the same reply."""
-    wire = [(a, (b - a) * 1e3) for a, b in pairwise(replies) if (b - a) * 1e3 > threshold_ms]
+    """Every client event against the capture: the reply it starts at is on
+    the wire, and the gap after it is the event's gap. (An event before the
+    baseline is judged by the interval's floor, below the final threshold.)
+    Also how many gaps on the wire exceed the final threshold."""
     matched, errors = 0, []
     for e in events:
-        near = [w for w in wire if abs(w[0] - e["start_unix_s"]) < 0.002]
-        if near:
+        i = bisect.bisect_left(replies, e["start_unix_s"] - 0.002)
+        if i + 1 < len(replies) and abs(replies[i] - e["start_unix_s"]) < 0.002:
             matched += 1
-            errors.append(abs(near[0][1] - e["gap_ms"]))
+            errors.append(abs((replies[i + 1] - replies[i]) * 1e3 - e["gap_ms"]))
+    wire = sum(1 for a, b in pairwise(replies) if (b - a) * 1e3 > threshold_ms)
     return {
         "threshold_ms": threshold_ms,
-        "wire_gaps": len(wire),
+        "wire_gaps": wire,
         "mig_mon_events": len(events),
         "matched": matched,
         "max_gap_error_ms": round(max(errors), 3) if errors else None,

@@ -6,7 +6,7 @@ request per connection, a JSON line in, a JSON line out:
 - ``{"op": "run", "argv": [...], "timeout": s}``: run to the end, return
   ``rc``, ``stdout``, ``stderr``.
 - ``{"op": "spawn", "name": n, "argv": [...]}``: start in the background, its
-  output going to ``/tmp/<n>.out`` and ``/tmp/<n>.err``.
+  output going to ``/run/lab/<n>.out`` and ``/run/lab/<n>.err``.
 - ``{"op": "signal", "name": n, "sig": 15}``: send a signal to a spawned one.
 - ``{"op": "wait", "name": n, "timeout": s}``: wait for it, return its ``rc``
   and its output.
@@ -61,8 +61,8 @@ def handle(req: dict[str, Any]) -> dict[str, Any]:
         }
     if op == "spawn":
         name = req["name"]
-        out = open(f"/tmp/{name}.out", "wb")  # noqa: SIM115 - the child owns it
-        err = open(f"/tmp/{name}.err", "wb")  # noqa: SIM115
+        out = open(f"/run/lab/{name}.out", "wb")  # noqa: SIM115 - the child owns it
+        err = open(f"/run/lab/{name}.err", "wb")  # noqa: SIM115
         spawned[name] = subprocess.Popen(req["argv"], stdout=out, stderr=err)
         out.close()
         err.close()
@@ -81,8 +81,8 @@ def handle(req: dict[str, Any]) -> dict[str, Any]:
         name = req["name"]
         return {
             "rc": rc,
-            "stdout": _read(f"/tmp/{name}.out"),
-            "stderr": _read(f"/tmp/{name}.err"),
+            "stdout": _read(f"/run/lab/{name}.out"),
+            "stderr": _read(f"/run/lab/{name}.err"),
         }
     return {"error": f"unknown op {op!r}"}
 
@@ -108,7 +108,7 @@ def main() -> None:
     lsock.bind(("0.0.0.0", PORT))
     lsock.listen(16)
     print(f"lab agent listening on {PORT}", flush=True)
-    os.environ.setdefault("HOME", "/tmp")
+    os.environ.setdefault("HOME", "/run/lab")
     while True:
         conn, _ = lsock.accept()
         threading.Thread(target=serve, args=(conn,), daemon=True).start()
