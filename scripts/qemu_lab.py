@@ -1084,8 +1084,12 @@ def _match_wire(
     Also how many gaps on the wire exceed the final threshold."""
     matched, errors = 0, []
     for e in events:
-        i = bisect.bisect_left(replies, e["start_unix_s"] - 0.002)
-        if i + 1 < len(replies) and abs(replies[i] - e["start_unix_s"]) < 0.002:
+        # The reply nearest the event's start (a burst after a stall puts
+        # several within a millisecond).
+        j = bisect.bisect_left(replies, e["start_unix_s"])
+        near = [k for k in (j - 1, j) if 0 <= k < len(replies)]
+        i = min(near, key=lambda k: abs(replies[k] - e["start_unix_s"])) if near else -1
+        if i >= 0 and i + 1 < len(replies) and abs(replies[i] - e["start_unix_s"]) < 0.002:
             matched += 1
             errors.append(abs((replies[i + 1] - replies[i]) * 1e3 - e["gap_ms"]))
     wire = sum(1 for a, b in pairwise(replies) if (b - a) * 1e3 > threshold_ms)
