@@ -205,12 +205,11 @@ impl Job<'_> {
         } else {
             TickRecorder::unused()
         };
-        let chunk = match self.rate_steps {
+        let step = match self.rate_steps {
             // One pace step's worth of pages, then one sleep: the wake-ups
-            // per second are 1 / pace_s, whatever the rate.
-            // Capped: an absurd rate (a petabyte a second) is as fast as
-            // possible, and the stop is still looked at every chunk.
-            Some(r) => ((r * self.pace_s) as u64).clamp(1, MAX_CHUNK),
+            // per second are 1 / pace_s, whatever the rate. (Beyond 2^40
+            // pages a step is as fast as the machine goes anyway.)
+            Some(r) => ((r * self.pace_s) as u64).clamp(1, 1 << 40),
             None => MAX_CHUNK,
         };
         let start = Instant::now();
@@ -219,24 +218,39 @@ impl Job<'_> {
             .map(|r| Pacer::new(r, start, Duration::from_millis(50)));
         let mut last_flush = start;
         let mut result = Ok(());
-        // The end of the previous step: a step is its work and its planned
-        // sleep; time beyond that is a pause (the clock is read anyway).
+        // The end of the previous piece of work: a piece is its work (and,
+        // at a step's end, its planned sleep); time beyond that is a pause.
         let mut prev_end = start;
-        while !self.stop.is_set() {
-            result = self.chunk::<VERIFY, LAT>(st, chunk, &mut rec);
-            if result.is_err() {
-                break;
-            }
-            self.stats.steps.fetch_add(chunk, Ordering::Relaxed);
-            let now = Instant::now();
-            if LAT && now - last_flush >= FLUSH_EVERY {
-                self.flush(&mut rec);
-                last_flush = now;
+        'steps: while !self.stop.is_set() {
+            // A step is worked in chunks of at most MAX_CHUNK pages with no
+            // sleep between them: the stop, the live counters and pauses are
+            // seen every chunk, however long the step (--pace-ms 1000 at a
+            // high rate is one burst a second, as the original's).
+            let mut left = step;
+            let mut now;
+            loop {
+                let n = left.min(MAX_CHUNK);
+                result = self.chunk::<VERIFY, LAT>(st, n, &mut rec);
+                if result.is_err() {
+                    break 'steps;
+                }
+                self.stats.steps.fetch_add(n, Ordering::Relaxed);
+                left -= n;
+                now = Instant::now();
+                if LAT && now - last_flush >= FLUSH_EVERY {
+                    self.flush(&mut rec);
+                    last_flush = now;
+                }
+                if left == 0 || self.stop.is_set() {
+                    break;
+                }
+                self.note_pause(now, now - prev_end);
+                prev_end = now;
             }
             let mut end = now;
             let mut planned = Duration::ZERO;
             if let Some(p) = pacer.as_mut() {
-                let wait = p.advance(chunk, now);
+                let wait = p.advance(step - left, now);
                 if !wait.is_zero() {
                     std::thread::sleep(wait);
                     let slept = now.elapsed();
@@ -247,16 +261,22 @@ impl Job<'_> {
                     planned = wait;
                 }
             }
-            let lost = (end - prev_end).saturating_sub(planned);
-            if lost >= self.pause_threshold {
-                lock(&self.stats.pauses).push((end, lost));
-            }
+            self.note_pause(end, (end - prev_end).saturating_sub(planned));
             prev_end = end;
         }
         if LAT {
             self.flush(&mut rec);
         }
         result
+    }
+
+    /// Time this thread lost beyond its work and planned sleep, up to
+    /// `end`; a pause if it reaches the threshold.
+    #[inline]
+    fn note_pause(&self, end: Instant, lost: Duration) {
+        if lost >= self.pause_threshold {
+            lock(&self.stats.pauses).push((end, lost));
+        }
     }
 
     fn flush(&self, rec: &mut TickRecorder) {
