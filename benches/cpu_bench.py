@@ -8,35 +8,30 @@ time. Issue #10's targets are ratios to the original, so give its binary:
 CPU is user + system time from /proc/PID/stat, counted over a window that
 starts after start-up and prefault (as in shared/ORIGINAL.md): from second 2
 to second 2 + SECONDS. Without --original only our figures are printed.
+
+The floor: mm_dirty's default pacing wakes its thread 1000 times a second,
+and a wake-up's cost is the machine's, not the tool's. So the mm_dirty rows
+are set beside a C program (compiled here with `cc`, if there is one) that
+does nothing but sleep 1 ms in a loop, measured the same way in the same
+run: what ours costs beyond the original and beyond that floor is the
+tool's own.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 
-TICK = os.sysconf("SC_CLK_TCK")
-OURS = [sys.executable, "-m", "migmon"]
-
-
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process (all its threads)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def free_port(kind: int = socket.SOCK_DGRAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from _util import OURS, cpu_s, free_port
 
 
 def window(cmd: list[str], seconds: float, warm: float = 2.0) -> float:
@@ -68,6 +63,29 @@ def with_peer(peer: list[str], cmd: list[str], seconds: float) -> float:
             q.wait(10)
         except subprocess.TimeoutExpired:
             q.kill()
+
+
+# Nothing but 1 ms sleeps: what 1000 wake-ups a second cost on this machine.
+SLEEPER_C = r"""
+#include <time.h>
+int main(void) {
+    struct timespec d = {0, 1000000};
+    for (;;)
+        clock_nanosleep(CLOCK_MONOTONIC, 0, &d, 0);
+}
+"""
+
+
+def build_sleeper(folder: str) -> list[str] | None:
+    """The floor's program, or None without a C compiler."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        return None
+    src, exe = os.path.join(folder, "sleeper.c"), os.path.join(folder, "sleeper")
+    with open(src, "w") as f:
+        f.write(SLEEPER_C)
+    subprocess.run([cc, "-O2", "-o", exe, src], check=True)
+    return [exe]
 
 
 def startup(cmd: list[str], runs: int = 15) -> float:
@@ -111,7 +129,7 @@ def scenarios(orig: str | None, seconds: float) -> list[tuple[str, Callable[[lis
         return ["-p", port] if tool == OURS else []
 
     def port_for(tool: list[str]) -> str:
-        return str(free_port()) if tool == OURS else "9008"
+        return str(free_port(socket.SOCK_DGRAM)) if tool == OURS else "9008"
 
     def server_rr(tool: list[str]) -> float:
         port = port_for(tool)
@@ -149,6 +167,35 @@ def scenarios(orig: str | None, seconds: float) -> list[tuple[str, Callable[[lis
     return out
 
 
+def cpu_rows(orig: list[str] | None, sleeper: list[str] | None, a: argparse.Namespace) -> None:
+    print(f"CPU seconds over {a.seconds:g} s (start-up and prefault excluded)")
+    if sleeper is None:
+        print("  (no C compiler: the 1 ms wake-up floor is not measured)")
+    for name, fn in scenarios(a.original, a.seconds):
+        if a.only not in name:
+            continue
+        # The floor is for the 1 ms default pacing only.
+        floor_here = sleeper if name.startswith("mm_dirty") and "pace" not in name else None
+        ours, theirs, floor = [], [], []
+        for _ in range(a.rounds):
+            ours.append(fn(OURS))
+            if orig:
+                theirs.append(fn(orig))
+            if floor_here:
+                floor.append(window(floor_here, a.seconds))
+        o = statistics.median(ours)
+        line = f"  {name:28} ours {o:6.3f} s ({100 * o / a.seconds:5.2f}% of a core)"
+        if orig:
+            t = statistics.median(theirs)
+            line += f"  original {t:6.3f} s  ours-original {o - t:+.3f} s"
+            line += f" ({100 * (o - t) / a.seconds:+.2f}% of a core)"
+            if floor:
+                f = statistics.median(floor)
+                line += f"  1 ms sleeper {100 * f / a.seconds:.2f}%,"
+                line += f" ours-original-sleeper {100 * (o - t - f) / a.seconds:+.2f}%"
+        print(line, flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--original", help="the original mig_mon binary, for ratios")
@@ -158,22 +205,9 @@ def main() -> int:
     ap.add_argument("--no-startup", action="store_true", help="skip the start-up figures")
     a = ap.parse_args()
     orig = [a.original] if a.original else None
-    print(f"CPU seconds over {a.seconds:g} s (start-up and prefault excluded)")
-    for name, fn in scenarios(a.original, a.seconds):
-        if a.only not in name:
-            continue
-        ours, theirs = [], []
-        for _ in range(a.rounds):
-            ours.append(fn(OURS))
-            if orig:
-                theirs.append(fn(orig))
-        o = statistics.median(ours)
-        line = f"  {name:28} ours {o:6.3f} s ({100 * o / a.seconds:5.2f}% of a core)"
-        if orig:
-            t = statistics.median(theirs)
-            line += f"  original {t:6.3f} s  ours-original {o - t:+.3f} s"
-            line += f" ({100 * (o - t) / a.seconds:+.2f}% of a core)"
-        print(line, flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        sleeper = build_sleeper(tmp)
+        cpu_rows(orig, sleeper, a)
     if a.no_startup:
         return 0
     print("Start-up, median of 15 runs:")
