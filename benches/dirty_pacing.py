@@ -22,21 +22,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import statistics
 import subprocess
 import sys
 import time
 
-TICK = os.sysconf("SC_CLK_TCK")
+from _util import cpu_s
+
 PAGE = 4096
-
-
-def cpu_s(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def page_bytes(pid: int, addr: int, size: int) -> bytes:

@@ -21,18 +21,14 @@ import subprocess
 import sys
 import time
 
+from _util import free_port
+
 import migmon
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def ours(seconds: float, interval_ms: float) -> tuple[float, float, float]:
     """(rtt p50 us, jitter p50 us, jitter p99 us) against our server_rr."""
-    port = free_port()
+    port = free_port(socket.SOCK_DGRAM)
     srv = subprocess.Popen(
         [sys.executable, "-m", "migmon", "server_rr", "-p", str(port)],
         stdout=subprocess.DEVNULL,
@@ -50,7 +46,7 @@ def ours(seconds: float, interval_ms: float) -> tuple[float, float, float]:
 
 def sockperf(seconds: float, mps: int | str) -> float:
     """sockperf UDP ping-pong full round trip p50 (us) at `mps` messages/s."""
-    port = free_port()
+    port = free_port(socket.SOCK_DGRAM)
     srv = subprocess.Popen(
         ["sockperf", "server", "-i", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,

@@ -16,19 +16,12 @@ import json
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import time
 
-OURS = [sys.executable, "-m", "migmon"]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from _util import OURS, free_port
 
 
 def background(cmd: list[str]) -> subprocess.Popen[str]:

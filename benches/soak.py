@@ -18,7 +18,6 @@ pairs share this 2-core machine without one starving the other; give
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import signal
@@ -29,40 +28,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-MIG_MON = [sys.executable, "-m", "migmon"]
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from _util import OURS, cpu_s, free_port, json_lines
 
 
 def proc_figures(pid: int) -> dict[str, float]:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
     with open(f"/proc/{pid}/status") as f:
         rss = next(int(x.split()[1]) for x in f if x.startswith("VmRSS")) / 1024
     return {
         "rss_mb": round(rss, 1),
         "fds": len(os.listdir(f"/proc/{pid}/fd")),
         "threads": len(os.listdir(f"/proc/{pid}/task")),
-        "cpu_s": (int(fields[11]) + int(fields[12])) / TICK,
+        "cpu_s": cpu_s(pid),
     }
 
 
 def loadavg() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
-
-
-def json_lines(text: str) -> list[dict[str, Any]]:
-    out = []
-    for line in text.splitlines():
-        if line.startswith("{"):
-            with contextlib.suppress(ValueError):
-                out.append(json.loads(line))
-    return out
 
 
 def main() -> int:
@@ -78,7 +59,7 @@ def main() -> int:
 
     def start(name: str, *args: str) -> None:
         procs[name] = subprocess.Popen(
-            [*MIG_MON, *args],
+            [*OURS, *args],
             stdout=open(work / f"{name}.out", "wb"),  # noqa: SIM115
             stderr=open(work / f"{name}.err", "wb"),  # noqa: SIM115
         )

@@ -19,19 +19,14 @@ import json
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import time
 
+from _util import free_port
+
 import migmon
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def server(cmd: list[str]) -> subprocess.Popen[bytes]:

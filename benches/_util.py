@@ -1,0 +1,41 @@
+"""What the bench scripts share: how to start mig_mon, free ports, a
+process's CPU time, and output read as JSON lines. The scripts run as
+``python benches/NAME.py``, so this folder is on their path."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import sys
+from typing import Any
+
+#: mig_mon as this interpreter runs it (the venv's package).
+OURS = [sys.executable, "-m", "migmon"]
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A port free on 127.0.0.1 now, for TCP (the default) or UDP."""
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (all its threads)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    """The JSON objects among ``text``'s lines; other lines (a cut-off last
+    line, text output) are passed over."""
+    out = []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            with contextlib.suppress(ValueError):
+                out.append(json.loads(line))
+    return out
