@@ -4,6 +4,7 @@ cheap, keep serving others and stop when told, whatever the traffic."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -12,6 +13,7 @@ import struct
 import subprocess
 import threading
 import time
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -50,11 +52,12 @@ def spoof_udp(src: tuple[str, int], dst: tuple[str, int], payload: bytes) -> Non
         s.sendto(ip + udp, (dst[0], 0))
 
 
-@pytest.fixture
-def echo_server() -> tuple[subprocess.Popen[str], int]:
+def _udp_server(*args: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """A server of ours on a free UDP port (``-p`` is added), given a second
+    to bind; killed at the end if the test left it running."""
     port = free_port(socket.SOCK_DGRAM)
     proc = subprocess.Popen(
-        [*MIG_MON, "server_rr", "-p", str(port)],
+        [*MIG_MON, *args, "-p", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -64,6 +67,11 @@ def echo_server() -> tuple[subprocess.Popen[str], int]:
     if proc.poll() is None:
         proc.kill()
         proc.wait()
+
+
+@pytest.fixture
+def echo_server() -> Iterator[tuple[subprocess.Popen[str], int]]:
+    yield from _udp_server("server_rr")
 
 
 @pytest.mark.root
@@ -89,19 +97,22 @@ def test_a_datagram_spoofed_from_the_server_itself_does_not_loop(
     assert "Summary: echoed" in out
 
 
-def test_a_flooded_server_stops_when_told(echo_server: tuple[subprocess.Popen[str], int]) -> None:
-    proc, port = echo_server
+def stop_under_flood(
+    proc: subprocess.Popen[str], send: Callable[[socket.socket, int], None]
+) -> tuple[float, str, str]:
+    """Two threads call ``send(sock, n)`` (n counts up) on non-blocking
+    sockets as fast as they can; after a second ``proc`` gets SIGTERM.
+    Returns how long it took to stop, and its output."""
     stop = threading.Event()
 
     def flood() -> None:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.setblocking(False)
+            n = 0
             while not stop.is_set():
-                try:
-                    s.sendto(b"x" * 64, ("127.0.0.1", port))
-                    s.recvfrom(64)
-                except (BlockingIOError, ConnectionRefusedError):
-                    pass
+                with contextlib.suppress(BlockingIOError, ConnectionRefusedError):
+                    send(s, n)
+                n += 1
 
     threads = [threading.Thread(target=flood) for _ in range(2)]
     for th in threads:
@@ -116,6 +127,17 @@ def test_a_flooded_server_stops_when_told(echo_server: tuple[subprocess.Popen[st
         stop.set()
         for th in threads:
             th.join()
+    return took, out, err
+
+
+def test_a_flooded_server_stops_when_told(echo_server: tuple[subprocess.Popen[str], int]) -> None:
+    proc, port = echo_server
+
+    def echo(s: socket.socket, _n: int) -> None:
+        s.sendto(b"x" * 64, ("127.0.0.1", port))
+        s.recvfrom(64)
+
+    took, out, err = stop_under_flood(proc, echo)
     assert took < 2.0, f"took {took:.2f} s to stop under a flood"
     assert proc.returncode == 0, err
     assert "Summary: echoed" in out
@@ -130,19 +152,8 @@ def probe(seq: int) -> bytes:
 
 
 @pytest.fixture
-def one_way_server() -> tuple[subprocess.Popen[str], int]:
-    port = free_port(socket.SOCK_DGRAM)
-    proc = subprocess.Popen(
-        [*MIG_MON, "server", "/dev/null", "-p", str(port), "--json"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    time.sleep(1.0)
-    yield proc, port
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
+def one_way_server() -> Iterator[tuple[subprocess.Popen[str], int]]:
+    yield from _udp_server("server", "/dev/null", "--json")
 
 
 def stop_and_read(proc: subprocess.Popen[str]) -> tuple[dict, str]:
@@ -200,30 +211,9 @@ def test_a_flooded_one_way_server_stops_when_told(
     one_way_server: tuple[subprocess.Popen[str], int],
 ) -> None:
     proc, port = one_way_server
-    stop = threading.Event()
-
-    def flood() -> None:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            seq = 0
-            while not stop.is_set():
-                s.sendto(probe(seq), ("127.0.0.1", port))
-                seq += 1
-
-    threads = [threading.Thread(target=flood) for _ in range(2)]
-    for th in threads:
-        th.start()
-    try:
-        time.sleep(1.0)
-        t = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=10)
-        took = time.monotonic() - t
-    finally:
-        stop.set()
-        for th in threads:
-            th.join()
+    took, _, err = stop_under_flood(proc, lambda s, n: s.sendto(probe(n), ("127.0.0.1", port)))
     assert took < 2.0, f"took {took:.2f} s to stop under a flood"
-    assert proc.returncode == 0
+    assert proc.returncode == 0, err
 
 
 # ---- the vm destination ------------------------------------------------------
