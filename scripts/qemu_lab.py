@@ -149,30 +149,12 @@ def fetch(lab: Path) -> Path:
     missing = "not found" in sh("ldd", qemu, capture_output=True).stdout
     if missing or not shutil.which("tcpdump") or not shutil.which("ip"):
         log("apt-get install the libraries QEMU needs, tcpdump, iproute2")
+        install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *INSTALLED]
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        r = sh(
-            "apt-get",
-            "install",
-            "-y",
-            "-qq",
-            "--no-install-recommends",
-            *INSTALLED,
-            env=env,
-            check=False,
-            capture_output=True,
-        )
-        if r.returncode != 0:
+        if sh(*install, env=env, check=False, capture_output=True).returncode != 0:
+            # A stale package list: refresh it once and try again.
             sh("apt-get", "update", "-qq", stdout=subprocess.DEVNULL)
-            sh(
-                "apt-get",
-                "install",
-                "-y",
-                "-qq",
-                "--no-install-recommends",
-                *INSTALLED,
-                env=env,
-                stdout=subprocess.DEVNULL,
-            )
+            sh(*install, env=env, stdout=subprocess.DEVNULL)
     return x
 
 
