@@ -354,3 +354,37 @@ def test_an_absurd_rate_still_stops_on_time() -> None:
     p = run_cli("mm_dirty", "-m", "16", "-r", str(2**44 - 1), "--duration", "0.5", "-q")
     assert p.returncode == 0, p.stderr
     assert time.monotonic() - t0 < 10
+
+
+def _voluntary_switches(pid: int) -> int:
+    """Sleeps (voluntary context switches) of a process's threads other
+    than its main one: mm_dirty's workers and sampler."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        if int(tid) == pid:
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            status = Path(f"/proc/{pid}/task/{tid}/status").read_text()
+            total += int(re.search(r"voluntary_ctxt_switches:\s+(\d+)", status)[1])  # type: ignore[index]
+    return total
+
+
+@pytest.mark.parametrize(("pace_ms", "most"), [("1000", 40), ("10", 700)])
+def test_wake_ups_follow_the_pace_step_whatever_the_rate(pace_ms: str, most: int) -> None:
+    """A step of 102,400 pages (400 MB/s, 1 s) is one burst and one sleep,
+    not a wake-up every chunk of 1024 pages (100 a second); at 10 ms, 100
+    wake-ups a second. Counted by the kernel over 3 s."""
+    p = popen_cli("mm_dirty", "-m", "64", "-r", "400", "--pace-ms", pace_ms, "-q")
+    try:
+        time.sleep(1.0)
+        before = _voluntary_switches(p.pid)
+        time.sleep(3.0)
+        sleeps = _voluntary_switches(p.pid) - before
+    finally:
+        p.send_signal(signal.SIGINT)
+        p.communicate(timeout=20)
+    assert p.returncode == 0
+    assert sleeps <= most, sleeps
+    if pace_ms == "10":
+        # The bound can fail: at least most of the 300 steps slept.
+        assert sleeps >= 200, sleeps
