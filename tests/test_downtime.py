@@ -489,12 +489,7 @@ def test_a_stalled_client_says_the_gap_is_its_own(
     echo_proc: tuple[subprocess.Popen[str], int],
 ) -> None:
     _, port = echo_proc
-    p = subprocess.Popen(
-        [*MIG_MON, "client", "127.0.0.1", "5", "-p", str(port), "--duration", "3", "--json"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    p = popen_cli("client", "127.0.0.1", "5", "-p", str(port), "--duration", "3", "--json")
     time.sleep(1.2)
     os.kill(p.pid, signal.SIGSTOP)
     time.sleep(0.08)
@@ -515,12 +510,7 @@ def test_an_outage_still_open_at_the_end_counts(
     echo_proc: tuple[subprocess.Popen[str], int],
 ) -> None:
     proc, port = echo_proc
-    p = subprocess.Popen(
-        [*MIG_MON, "client", "127.0.0.1", "10", "-p", str(port), "--duration", "2", "--json"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    p = popen_cli("client", "127.0.0.1", "10", "-p", str(port), "--duration", "2", "--json")
     time.sleep(1.3)
     os.kill(proc.pid, signal.SIGSTOP)
     try:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from conftest import MIG_MON, free_port, json_lines
+from conftest import MIG_MON, free_port, json_lines, popen_cli
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -56,12 +56,7 @@ def _udp_server(*args: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
     """A server of ours on a free UDP port (``-p`` is added), given a second
     to bind; killed at the end if the test left it running."""
     port = free_port(socket.SOCK_DGRAM)
-    proc = subprocess.Popen(
-        [*MIG_MON, *args, "-p", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = popen_cli(*args, "-p", str(port))
     time.sleep(1.0)
     yield proc, port
     if proc.poll() is None:
@@ -244,12 +239,7 @@ def test_vm_destination_caps_connections_and_closes_idle_ones() -> None:
     message per burst; connections that never say what they are close after
     10 s; a normal source is served afterwards."""
     port = free_port()
-    d = subprocess.Popen(
-        [*MIG_MON, "vm", "-d", "-p", str(port), "--bind", "127.0.0.1", "--max-connections", "8"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    d = popen_cli("vm", "-d", "-p", str(port), "--bind", "127.0.0.1", "--max-connections", "8")
     time.sleep(1.0)
     socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(20)]
     connected = time.monotonic()
@@ -360,12 +350,7 @@ def test_vm_destination_with_a_source_that_never_reads() -> None:
     full socket, yet it serves another source alongside and stops within 2 s
     of SIGTERM."""
     port = free_port()
-    d = subprocess.Popen(
-        [*MIG_MON, "vm", "-d", "-p", str(port), "--bind", "127.0.0.1"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    d = popen_cli("vm", "-d", "-p", str(port), "--bind", "127.0.0.1")
     time.sleep(1.0)
     s = socket.create_connection(("127.0.0.1", port))
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -390,12 +375,7 @@ def test_events_kept_per_client_are_bounded_but_all_counted() -> None:
     """A client whose every gap is an event (a threshold below its
     interval): the server lists the first 1000 and counts them all."""
     port = free_port(socket.SOCK_DGRAM)
-    proc = subprocess.Popen(
-        [*MIG_MON, "server", "/dev/null", "-p", str(port), "--threshold-ms", "1", "--json", "-q"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = popen_cli("server", "/dev/null", "-p", str(port), "--threshold-ms", "1", "--json", "-q")
     time.sleep(1.0)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         for seq in range(1200):

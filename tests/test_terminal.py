@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import MIG_MON, free_port, run_cli
+from conftest import MIG_MON, free_port, popen_cli, run_cli
 
 
 def run_pty(*args: str, timeout: float = 60) -> tuple[int, str]:
@@ -116,13 +116,7 @@ def test_every_signal_ends_the_same_way_even_with_sigint_ignored(
         time.sleep(0.4)
     try:
         # As a non-interactive shell starts a background job: SIGINT ignored.
-        proc = subprocess.Popen(
-            [*MIG_MON, *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            preexec_fn=_ignore_sigint,
-        )
+        proc = popen_cli(*args, preexec_fn=_ignore_sigint)
         time.sleep(1.5)
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=20)
