@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import textwrap
@@ -115,10 +116,20 @@ def test_keyboard_interrupt_stops_blocking_call_cleanly() -> None:
 
 
 def test_rate_is_smooth_in_10ms_windows() -> None:
-    # Accuracy bound, not a timing assertion: most 10 ms windows near the
-    # target on a loaded 2-core machine (measured: p99 within ~1-4%).
+    # The README's smoothness figures as accuracy bounds, with room for a
+    # loaded 2-core machine: 10 ms windows within 10% of the rate (target
+    # 99%; measured over 20 runs: 98.5% at worst, 100% median) and 100 ms
+    # windows within 2% (100% in every run). A 10 ms window holds ten 1 ms
+    # steps, so one step moved across its edge by the sampler's own
+    # wake-up jitter is a 10% error: a 5% bound measured that jitter (90%
+    # of windows within 5% was the bound; 20 runs gave 89.2% at worst with
+    # the last round's pacer, 90.3% with this round's).
+    # Coarser pacing fails: 3 ms steps put 1-3% of windows within 10%,
+    # 5 ms steps 74-100% (by the sampler's phase), 2 ms steps 96-98%.
     s = migmon.mm_dirty(256, 200, duration_s=2.0, interval_s=0.01)
     rates = [x.rate_mb_s for x in s.samples][5:]
     assert len(rates) > 150
-    close = [r for r in rates if abs(r - 200) <= 10]
-    assert len(close) >= 0.9 * len(rates), sorted(rates)[:: max(1, len(rates) // 20)]
+    close = [r for r in rates if abs(r - 200) <= 20]
+    assert len(close) >= 0.97 * len(rates), sorted(rates)[:: max(1, len(rates) // 20)]
+    hundred = [statistics.mean(rates[i : i + 10]) for i in range(0, len(rates) - 9, 10)]
+    assert sum(abs(r - 200) <= 4 for r in hundred) >= 0.95 * len(hundred), hundred
