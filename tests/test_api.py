@@ -105,8 +105,15 @@ def test_keyboard_interrupt_stops_blocking_call_cleanly() -> None:
             print("interrupted after", round(time.monotonic() - t, 1))
         """
     )
+    # Python turns SIGINT into KeyboardInterrupt only if SIGINT is not
+    # ignored when it starts, and a shell's background job (CI started with
+    # `&`) ignores it: the child starts as a foreground program would.
     proc = subprocess.Popen(
-        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     time.sleep(2.0)
     proc.send_signal(signal.SIGINT)
