@@ -684,6 +684,14 @@ async def wait_first_sample(name: str, limit: float = 120) -> None:
     raise TimeoutError(f"{name}: no rate line within {limit:.0f} s")
 
 
+async def start_guest_dirty(name: str, size_mb: int, rate: int, *extra: str) -> None:
+    """mm_dirty in the guest (JSON output, known to the agent as ``name``),
+    once it has printed its first interval."""
+    argv = ["mig_mon", "mm_dirty", "-m", str(size_mb), "-r", str(rate), *extra, "--json"]
+    await agent({"op": "spawn", "name": name, "argv": argv})
+    await wait_first_sample(name)
+
+
 async def dirty_rate_check(vm: Qemu, pattern: str, rate: int, size_mb: int) -> dict[str, Any]:
     """mm_dirty's set rate against QEMU's calc-dirty-rate (page sampling).
 
@@ -691,24 +699,7 @@ async def dirty_rate_check(vm: Qemu, pattern: str, rate: int, size_mb: int) -> d
     QEMU must see R. Random: QEMU counts distinct pages, so the expectation is
     size*(1-exp(-R*T/size))/T."""
     name = f"dirty-{pattern}-{rate}"
-    await agent(
-        {
-            "op": "spawn",
-            "name": name,
-            "argv": [
-                "mig_mon",
-                "mm_dirty",
-                "-m",
-                str(size_mb),
-                "-r",
-                str(rate),
-                "-p",
-                pattern,
-                "--json",
-            ],
-        }
-    )
-    await wait_first_sample(name)
+    await start_guest_dirty(name, size_mb, rate, "-p", pattern)
     calc = max(1, min(8, int(0.8 * size_mb / rate)))
     await vm.run(
         "calc-dirty-rate", **{"calc-time": calc, "sample-pages": 4096, "mode": "page-sampling"}
@@ -872,22 +863,7 @@ async def migrations(lab: Lab, vm: Qemu, args: argparse.Namespace, report: dict[
     work = Path(args.lab_dir)
     mig_mon = str(Path(sys.executable).parent / "mig_mon")
     await agent({"op": "spawn", "name": "echo", "argv": ["mig_mon", "server_rr"]})
-    await agent(
-        {
-            "op": "spawn",
-            "name": "dirty",
-            "argv": [
-                "mig_mon",
-                "mm_dirty",
-                "-m",
-                "512",
-                "-r",
-                str(args.migration_dirty_rate),
-                "--json",
-            ],
-        }
-    )
-    await wait_first_sample("dirty")
+    await start_guest_dirty("dirty", 512, args.migration_dirty_rate)
     pcap = work / "replies.pcap"
     dump = subprocess.Popen(
         [
@@ -1006,26 +982,9 @@ async def postcopy_run(
     on the destination and stalls on every page it lacks: the guest's clock
     runs meanwhile, so mm_dirty sees those stalls as pauses. QEMU's
     postcopy-vcpu-blocktime on the destination measures the same."""
-    await agent(
-        {
-            "op": "spawn",
-            "name": "pdirty",
-            "argv": [
-                "mig_mon",
-                "mm_dirty",
-                "-m",
-                "512",
-                "-r",
-                str(args.postcopy_dirty_rate),
-                "-p",
-                "random",
-                "--pause-ms",
-                "1",
-                "--json",
-            ],
-        }
+    await start_guest_dirty(
+        "pdirty", 512, args.postcopy_dirty_rate, "-p", "random", "--pause-ms", "1"
     )
-    await wait_first_sample("pdirty")
     tap = TAPS[0] if vm.tap == TAPS[1] else TAPS[1]
     vm, info = await migrate(lab, vm, tap, args, postcopy=True)
     await asyncio.sleep(2)
