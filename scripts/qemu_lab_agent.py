@@ -39,6 +39,15 @@ def _read(path: str) -> str:
         return ""
 
 
+#: Where spawned programs' output goes (the guest's /tmp is a scratch tmpfs
+#: that may hide a checkout under /tmp).
+WORK = "/run/lab"
+
+
+def _output(name: str, stream: str) -> str:
+    return f"{WORK}/{name}.{stream}"
+
+
 def handle(req: dict[str, Any]) -> dict[str, Any]:
     op = req.get("op")
     if op == "time":
@@ -61,8 +70,8 @@ def handle(req: dict[str, Any]) -> dict[str, Any]:
         }
     if op == "spawn":
         name = req["name"]
-        out = open(f"/run/lab/{name}.out", "wb")  # noqa: SIM115 - the child owns it
-        err = open(f"/run/lab/{name}.err", "wb")  # noqa: SIM115
+        out = open(_output(name, "out"), "wb")  # noqa: SIM115 - the child owns it
+        err = open(_output(name, "err"), "wb")  # noqa: SIM115
         spawned[name] = subprocess.Popen(req["argv"], stdout=out, stderr=err)
         out.close()
         err.close()
@@ -81,8 +90,8 @@ def handle(req: dict[str, Any]) -> dict[str, Any]:
         name = req["name"]
         return {
             "rc": rc,
-            "stdout": _read(f"/run/lab/{name}.out"),
-            "stderr": _read(f"/run/lab/{name}.err"),
+            "stdout": _read(_output(name, "out")),
+            "stderr": _read(_output(name, "err")),
         }
     return {"error": f"unknown op {op!r}"}
 
@@ -108,7 +117,7 @@ def main() -> None:
     lsock.bind(("0.0.0.0", PORT))
     lsock.listen(16)
     print(f"lab agent listening on {PORT}", flush=True)
-    os.environ.setdefault("HOME", "/run/lab")
+    os.environ.setdefault("HOME", WORK)
     while True:
         conn, _ = lsock.accept()
         threading.Thread(target=serve, args=(conn,), daemon=True).start()
