@@ -99,6 +99,24 @@ _COMMANDS: list[tuple[str, str, str, str]] = [
         ),
     ),
     (
+        "switchover",
+        "migmon.cli.switchover:switchover_command",
+        "Explain each migration's outage: QEMU's switchover phases inside the probes' gap.",
+        _examples(
+            "mig_mon switchover client.json qmp.jsonl src-qemu.log dst-qemu.log",
+            "mig_mon switchover client.json qmp.jsonl --json --plot phases.png",
+        ),
+    ),
+    (
+        "qmp_record",
+        "migmon.cli.switchover:qmp_record_command",
+        "Record QEMU's side of migrations (QMP events, query-migrate) for 'switchover'.",
+        _examples(
+            "mig_mon qmp_record unix:/run/src.qmp unix:/run/dst.qmp -o qmp.jsonl --trace",
+            "mig_mon qmp_record SRC_HOST:4444 --until-complete",
+        ),
+    ),
+    (
         "server",
         "migmon.cli.downtime:server_command",
         "One-way UDP receiver (in the guest): logs gaps between packets.",
