@@ -12,7 +12,8 @@ events as they happen, summary) and the text goes to stderr.
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any, TextIO
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
 
@@ -46,7 +47,11 @@ from migmon.cli._common import (
     quiet_broken_pipe,
     say,
 )
-from migmon.output import emit, emit_config, print_summary, show_timestamps, stamp
+from migmon.errors import ConfigError
+from migmon.output import emit, emit_config, emit_json, print_summary, show_timestamps, stamp
+
+if TYPE_CHECKING:
+    from migmon.switchover import QmpRecorder
 from migmon.output.downtime import (
     SpikeLog,
     client_summary_lines,
@@ -161,6 +166,21 @@ def client_command(
     quiet: QuietOpt = False,
     details: DetailsOpt = False,
     timestamps: TimestampsOpt = False,
+    qmp: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--qmp",
+            metavar="MONITOR",
+            help="Record QEMU's side too: the source's QMP monitor, then the destination's "
+            "(unix:PATH or HOST:PORT); at the end, each migration's outage split into "
+            "QEMU's phases (as 'mig_mon switchover').",
+            show_default="none",
+        ),
+    ] = None,
+    qmp_out: Annotated[
+        Path,
+        typer.Option("--qmp-out", metavar="FILE", help="Where --qmp's record goes (appended)."),
+    ] = Path("qmp.jsonl"),
 ) -> int:
     """Probe a UDP echo server ('server_rr', in the guest) every INTERVAL_MS
     and report the gaps in its replies: downtime events, loss, round trips.
@@ -181,9 +201,13 @@ def client_command(
     )
     show = Show(json_out, quiet, details)
     out = show.out
+    recorder = _qmp_recorder(qmp, qmp_out)
+    events: list[DowntimeEvent] = []
     with quiet_broken_pipe():
         log = SpikeLog(spike_log)
         run = Prober(cfg)
+        if recorder is not None:
+            recorder.start()
         mode = "one way" if one_way else "round trip"
         if json_out:
             emit_config("client", cfg, version=__version__, spike_log=spike_log)
@@ -192,6 +216,8 @@ def client_command(
         target = f"{server_ip} port {port}"
 
         def on_message(m: Baseline | DowntimeEvent | NoReply) -> None:
+            if recorder is not None and isinstance(m, DowntimeEvent):
+                events.append(m)
             _client_message(m, live, log, json_out, target)
 
         def on_idle() -> None:
@@ -209,7 +235,11 @@ def client_command(
                 cur = max(st.cur_gap_ms, st.since_last_reply_ms)
                 live.show(status_line(_now_ms(), st.max_gap_ms, cur))
 
-        summary = drive(run, on_message, on_idle)
+        try:
+            summary = drive(run, on_message, on_idle)
+        finally:
+            if recorder is not None:
+                recorder.stop()
         live.end()
         log.close()
         print_summary(
@@ -217,6 +247,8 @@ def client_command(
         )
         if json_out:
             emit(summary)
+        if recorder is not None:
+            _switchover_after(events, qmp_out, json_out, out)
     if log.error:
         fail_line(log.error)
         return EXIT_FAILURE
@@ -227,6 +259,52 @@ def client_command(
         )
         return EXIT_NO_REPLY
     return EXIT_OK
+
+
+def _qmp_recorder(qmp: list[str] | None, out: Path) -> QmpRecorder | None:
+    """The client's QMP recorder (--qmp), checked before any probe."""
+    if not qmp:
+        return None
+    if len(qmp) > 2:
+        raise ConfigError("--qmp: at most two monitors, the source's and the destination's")
+    from migmon.switchover import QmpRecorder
+
+    return QmpRecorder(out, dict(zip(("src", "dst"), qmp, strict=False)))
+
+
+def _switchover_after(
+    events: list[DowntimeEvent], record: Path, json_out: bool, out: TextIO
+) -> None:
+    """After the summary, each migration the record saw, split into its
+    phases with this run's events (the same code as 'mig_mon switchover')."""
+    from migmon.switchover import explain
+    from migmon.switchover.report import text_lines
+    from migmon.switchover.sources import Outage, SourceError, read_one
+
+    try:
+        inputs = read_one(record)
+    except SourceError as e:
+        fail_line(f"--qmp: {e}")
+        return
+    inputs.outages += [
+        Outage(
+            e.start_unix_s,
+            e.start_unix_s + e.gap_ms / 1e3,
+            e.resolution_ms,
+            "client",
+            e.client_stall_ms,
+            e.open,
+            e.peer,
+        )
+        for e in events
+    ]
+    inputs.kinds["client"] = "mig_mon client"
+    sws = [s for s in explain(inputs) if s.stop_unix_s is not None]
+    for line in text_lines(sws, inputs.kinds)[1:]:
+        say(line, out)
+    if json_out:
+        for s in sws:
+            emit_json({"type": "switchover", **s.to_dict()})
 
 
 def _silence(refused: int, foreign: int, send_errors: int) -> str:
