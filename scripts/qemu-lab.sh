@@ -4,8 +4,8 @@
 # it and outside, migrates it back and forth and checks mig_mon's figures
 # against QEMU's and a packet capture. Needs root. See scripts/qemu_lab.py.
 #
-#   sudo scripts/qemu-lab.sh                       # 3 migrations, text report
-#   sudo scripts/qemu-lab.sh --migrations 5 --json lab.json --plot lab.png
+#   scripts/qemu-lab.sh                            # as root: 3 migrations, text report
+#   scripts/qemu-lab.sh --migrations 5 --json lab.json --plot lab.png
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" -ne 0 ]; then

@@ -2,14 +2,16 @@
 """mig_mon in a real QEMU guest across real live migrations, checked against
 referees it did not make: QEMU's own figures (QMP) and a packet capture.
 
-    sudo scripts/qemu-lab.sh [--migrations N] [--json FILE] [--plot FILE]
+    scripts/qemu-lab.sh [--migrations N] [--json FILE] [--plot FILE]   # as root
 
 What it does, in order (everything it makes lives in the lab folder, `.lab/`
 beside the project by default, and what it starts is removed at the end,
 whatever happens):
 
-1. Fetches QEMU 7.2, a stock Debian kernel and busybox from Debian's
-   packages with `apt-get download` and unpacks them into the lab folder
+1. Fetches QEMU 10.0 from bookworm-backports (or 7.2 from bookworm, with
+   `--qemu 7.2`), a stock Debian kernel and busybox with `apt-get download`,
+   through a sources list and package lists of the lab's own (the machine's
+   apt setup is not changed), and unpacks them into the lab folder
    (`dpkg -x`): Debian's qemu-system packages conflict with the qemu-utils
    preinstalled here. The shared libraries QEMU needs are installed with apt.
 2. Builds the guest: an initramfs (busybox, the virtio and ext4 modules) and
@@ -58,6 +60,10 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
+
+from migmon.switchover import Switchover, explain_files
+from migmon.switchover.record import TRACE_EVENTS, QmpRecorder
+from migmon.switchover.report import plot_switchovers, text_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 AGENT = Path(__file__).resolve().parent / "qemu_lab_agent.py"
@@ -119,31 +125,77 @@ def sh(*argv: str | Path, check: bool = True, **kw: Any) -> subprocess.Completed
 # ---------------------------------------------------------------- fetching
 
 
-def fetch(lab: Path) -> Path:
-    """Unpacks QEMU, the kernel and busybox into lab/x; returns that folder."""
-    x = lab / "x"
+#: QEMU versions the lab runs: 10.0 from bookworm-backports (the default),
+#: 7.2 from bookworm itself (for comparison).
+QEMU_SUITES = {"10.0": "bookworm-backports", "7.2": "bookworm"}
+#: Unpacked from the backports suite when the lab runs QEMU 10.0.
+FROM_BACKPORTS = {"qemu-system-x86", "qemu-system-common", "qemu-system-data", "seabios"}
+
+
+def _debian_uri() -> str:
+    """The Debian mirror this machine's apt already uses (read from its own
+    configuration, which the lab never changes)."""
+    texts = [p.read_text() for p in Path("/etc/apt/sources.list.d").glob("*.sources")]
+    for t in texts:
+        for stanza in t.split("\n\n"):
+            uris = re.search(r"^URIs:\s*(\S+)", stanza, re.M)
+            suites = re.search(r"^Suites:(.*)$", stanza, re.M)
+            if uris and suites and "bookworm" in suites.group(1).split():
+                return uris.group(1)
+    lst = Path("/etc/apt/sources.list")
+    if lst.exists():
+        for line in lst.read_text().splitlines():
+            f = line.split()
+            if len(f) >= 3 and f[0] == "deb" and "bookworm" in f:
+                return next(x for x in f[1:] if "://" in x)
+    raise RuntimeError("no Debian bookworm source in this machine's apt configuration")
+
+
+def _private_apt(lab: Path) -> list[str]:
+    """apt options for a sources list and package lists of the lab's own,
+    with bookworm-backports beside bookworm: the machine's apt setup stays
+    as it is."""
+    apt = lab / "apt"
+    for d in ("lists/partial", "cache/archives/partial"):
+        (apt / d).mkdir(parents=True, exist_ok=True)
+    uri = _debian_uri()
+    key = "/usr/share/keyrings/debian-archive-keyring.gpg"
+    (apt / "sources.list").write_text(
+        "".join(
+            f"deb [signed-by={key}] {uri} {suite} main\n"
+            for suite in ("bookworm", "bookworm-backports")
+        )
+    )
+    return [
+        "-o", f"Dir::Etc::sourcelist={apt / 'sources.list'}",
+        "-o", "Dir::Etc::sourceparts=-",
+        "-o", f"Dir::State::Lists={apt / 'lists'}",
+        "-o", f"Dir::Cache={apt / 'cache'}",
+    ]  # fmt: skip
+
+
+def fetch(lab: Path, version: str) -> Path:
+    """Unpacks QEMU ``version``, the kernel and busybox into lab/x-VERSION;
+    returns that folder."""
+    x = lab / f"x-{version}"
     done = x / ".complete"
     if not done.exists():
-        debs = lab / "debs"
+        debs = lab / f"debs-{version}"
         shutil.rmtree(debs, ignore_errors=True)
         debs.mkdir(parents=True)
-        log("apt-get update")
-        sh("apt-get", "update", "-qq", stdout=subprocess.DEVNULL)
-        meta = sh("apt-cache", "depends", "linux-image-amd64", capture_output=True).stdout
+        opts = _private_apt(lab)
+        log("apt-get update (the lab's own lists: bookworm, bookworm-backports)")
+        sh("apt-get", *opts, "update", "-qq", stdout=subprocess.DEVNULL)
+        meta = sh("apt-cache", *opts, "depends", "linux-image-amd64", capture_output=True).stdout
         kernel = re.findall(r"Depends: (linux-image-\S+)", meta)[0]
-        log(f"apt-get download {' '.join(UNPACKED)} {kernel}")
-        sh(
-            "apt-get",
-            "download",
-            *UNPACKED,
-            kernel,
-            cwd=debs,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        suite = QEMU_SUITES[version]
+        names = [f"{n}/{suite}" if n in FROM_BACKPORTS else n for n in UNPACKED]
+        log(f"apt-get download {' '.join(names)} {kernel}")
+        sh("apt-get", *opts, "download", *names, kernel, cwd=debs, stdout=subprocess.DEVNULL)
         shutil.rmtree(x, ignore_errors=True)
         for deb in sorted(debs.glob("*.deb")):
             sh("dpkg", "-x", deb, x)
+        shutil.rmtree(debs, ignore_errors=True)
         done.touch()
     qemu = x / "usr/bin/qemu-system-x86_64"
     missing = "not found" in sh("ldd", qemu, capture_output=True).stdout
@@ -156,6 +208,12 @@ def fetch(lab: Path) -> Path:
             sh("apt-get", "update", "-qq", stdout=subprocess.DEVNULL)
             sh(*install, env=env, stdout=subprocess.DEVNULL)
     return x
+
+
+def qemu_version(x: Path) -> str:
+    """What the unpacked QEMU says of itself (its first line)."""
+    out = sh(x / "usr/bin/qemu-system-x86_64", "--version", capture_output=True).stdout
+    return out.splitlines()[0].strip() if out else "unknown"
 
 
 # ---------------------------------------------------------------- the guest
@@ -499,6 +557,10 @@ class Qemu:
     qmp: Any
     events: list[dict[str, Any]] = field(default_factory=list)
     pump: asyncio.Task[None] | None = None
+    #: A second monitor, for mig_mon's QMP recorder.
+    rec_sock: Path | None = None
+    #: QEMU's log with the downtime trace points (QEMU 8.2 and later).
+    trace_log: Path | None = None
 
     async def run(self, cmd: str, **args: Any) -> Any:
         return await self.qmp.execute(cmd, args or None)
@@ -514,9 +576,17 @@ class Qemu:
 
 class Lab:
     def __init__(
-        self, lab: Path, x: Path, kernel: Path, initrd: Path, image: Path, accel: str, mem_mb: int
+        self,
+        lab: Path,
+        x: Path,
+        kernel: Path,
+        initrd: Path,
+        image: Path,
+        accel: str,
+        mem_mb: int,
+        trace: bool,
     ) -> None:
-        self.lab, self.x = lab, x
+        self.lab, self.x, self.trace = lab, x, trace
         self.kernel, self.initrd, self.image = kernel, initrd, image
         self.accel, self.mem_mb = accel, mem_mb
         self.serial: list[Path] = []
@@ -569,6 +639,16 @@ class Lab:
             "-qmp",
             f"unix:{sock},server=on,wait=off",
         ]
+        rec = self.lab / f"{tag}.rec.qmp"
+        rec.unlink(missing_ok=True)
+        argv += ["-qmp", f"unix:{rec},server=on,wait=off"]
+        trace_log = None
+        if self.trace:
+            trace_log = self.lab / f"{tag}.trace.log"
+            trace_log.unlink(missing_ok=True)
+            argv += ["-msg", "timestamp=on", "-D", str(trace_log)]
+            for name in TRACE_EVENTS:
+                argv += ["-trace", name]
         if incoming:
             argv += ["-incoming", "defer"]
         proc = subprocess.Popen(
@@ -587,7 +667,7 @@ class Lab:
             raise RuntimeError(f"QEMU {tag} exited: {err.strip()}")
         qmp = QMPClient(tag)
         await qmp.connect(str(sock))
-        vm = Qemu(tag, tap, proc, qmp)
+        vm = Qemu(tag, tap, proc, qmp, rec_sock=rec, trace_log=trace_log)
         self.started.append(vm)
 
         async def pump() -> None:
@@ -772,6 +852,28 @@ def reply_times(pcap: Path) -> list[float]:
     return [float(line.split()[0]) for line in r.stdout.splitlines() if " UDP" in line]
 
 
+def capture(iface: str, out: Path, bpf: str) -> subprocess.Popen[bytes]:
+    """tcpdump on ``iface`` into ``out``, once it listens."""
+    dump = subprocess.Popen(
+        ["tcpdump", "-i", iface, "-n", "-U", "-w", str(out), bpf], stderr=subprocess.PIPE
+    )
+    assert dump.stderr is not None
+    dump.stderr.readline()  # "listening on ..."
+    return dump
+
+
+def packet_times(pcap: Path) -> list[float]:
+    """Every packet's time in a capture."""
+    r = sh("tcpdump", "-tt", "-n", "-r", pcap, capture_output=True)
+    return [float(line.split()[0]) for line in r.stdout.splitlines() if line.strip()]
+
+
+def rarp_times(pcap: Path) -> list[float]:
+    """When QEMU's announcements (RARP) crossed the bridge, from the capture."""
+    r = sh("tcpdump", "-tt", "-n", "-r", pcap, "rarp", capture_output=True)
+    return [float(line.split()[0]) for line in r.stdout.splitlines() if line.strip()]
+
+
 async def migrate(
     lab: Lab, src: Qemu, tap: str, args: argparse.Namespace, postcopy: bool = False
 ) -> tuple[Qemu, dict[str, Any]]:
@@ -779,6 +881,12 @@ async def migrate(
     or postcopy (switched to after the first pass, with the destination
     measuring how long the vCPU was blocked on pages)."""
     dst = await lab.start(tap, incoming=True)
+    # QEMU's side, recorded by mig_mon itself (events, query-migrate) on
+    # each QEMU's second monitor, as a user would with `mig_mon qmp_record`.
+    rec = QmpRecorder(
+        lab.lab / "qmp.jsonl", {"src": str(src.rec_sock), "dst": str(dst.rec_sock)}, poll_s=0.1
+    )
+    await asyncio.to_thread(rec.start)
     uri = f"tcp:127.0.0.1:{MIGRATE_PORT}"
     if postcopy:
         caps = [{"capability": "postcopy-ram", "state": True}]
@@ -821,6 +929,8 @@ async def migrate(
         if dst.event_time("RESUME") is not None:
             break
         await asyncio.sleep(0.1)
+    await asyncio.sleep(0.3)  # the recorder's last query-migrate
+    await asyncio.to_thread(rec.stop)
     stop_t = src.event_time("STOP", after=t0)
     resume_t = dst.event_time("RESUME")
     blocktime = None
@@ -838,6 +948,7 @@ async def migrate(
     ram = q["ram"]
     info = {
         "kind": "postcopy" if postcopy else "precopy",
+        "dst_tap": tap,
         **(blocktime or {}),
         "start_unix_s": t0,
         "total_time_ms": q.get("total-time"),
@@ -865,21 +976,16 @@ async def migrations(lab: Lab, vm: Qemu, args: argparse.Namespace, report: dict[
     await agent({"op": "spawn", "name": "echo", "argv": ["mig_mon", "server_rr"]})
     await start_guest_dirty("dirty", 512, args.migration_dirty_rate)
     pcap = work / "replies.pcap"
-    dump = subprocess.Popen(
-        [
-            "tcpdump",
-            "-i",
-            BRIDGE,
-            "-n",
-            "-U",
-            "-w",
-            str(pcap),
-            f"udp and src host {GUEST_IP} and src port 12323",
-        ],
-        stderr=subprocess.PIPE,
-    )
-    assert dump.stderr is not None
-    dump.stderr.readline()  # "listening on ..."
+    # The replies and QEMU's announcements on the bridge, and on each tap
+    # the probes the bridge delivered to that QEMU (which one a probe
+    # reached after a migration is the bridge's doing, not the guest's).
+    dumps = [
+        capture(BRIDGE, pcap, f"(udp and src host {GUEST_IP} and src port 12323) or rarp"),
+        *(
+            capture(tap, work / f"{tap}.pcap", f"udp and dst host {GUEST_IP} and dst port 12323")
+            for tap in TAPS
+        ),
+    ]
     client_out = open(work / "client.json", "wb")  # noqa: SIM115
     client = subprocess.Popen(
         [mig_mon, "client", GUEST_IP, str(args.probe_ms), "--json"],
@@ -905,8 +1011,9 @@ async def migrations(lab: Lab, vm: Qemu, args: argparse.Namespace, report: dict[
         client.wait(10)
         client_out.close()
         await asyncio.sleep(0.5)
-        dump.send_signal(signal.SIGINT)
-        dump.wait(10)
+        for dump in dumps:
+            dump.send_signal(signal.SIGINT)
+            dump.wait(10)
     await agent({"op": "signal", "name": "dirty", "sig": int(signal.SIGINT)})
     done = await agent({"op": "wait", "name": "dirty"})
     dirty, dirty_rc = json_objs(done["stdout"]), done["rc"]
@@ -1132,6 +1239,99 @@ def judge(
     return migs
 
 
+def after_resume(lab: Lab, m: dict[str, Any], s: Switchover) -> dict[str, Any] | None:
+    """Where the time from RESUME to the first reply went, from the taps'
+    captures: when the bridge first delivered a probe to the destination
+    QEMU's tap, how many it still delivered to the old one, and how long
+    the guest then took to answer."""
+    if s.resume_unix_s is None or s.last_reply_unix_s is None or s.outage_ms is None:
+        return None
+    resume, end = s.resume_unix_s, s.last_reply_unix_s + s.outage_ms / 1e3
+    new = packet_times(lab.lab / f"{m['dst_tap']}.pcap")
+    old = packet_times(lab.lab / f"{TAPS[1] if m['dst_tap'] == TAPS[0] else TAPS[0]}.pcap")
+    first = next((t for t in new if t >= resume), None)
+    return {
+        "first_probe_at_destination_ms": round((first - resume) * 1e3, 3) if first else None,
+        "probes_to_destination_before_reply": sum(1 for t in new if resume <= t < end),
+        "probes_to_old_tap_after_resume": sum(1 for t in old if resume <= t < end),
+        "reply_after_first_probe_ms": round((end - first) * 1e3, 3) if first else None,
+    }
+
+
+def _boundary_s(s: Switchover, key: str) -> float | None:
+    """When a switchover passed a boundary (Unix seconds)."""
+    for p in s.phases:
+        if p.key == key and s.last_reply_unix_s is not None:
+            return s.last_reply_unix_s + (p.start_ms + p.length_ms) / 1e3
+    return None
+
+
+def switchovers(lab: Lab, report: dict[str, Any], probe_ms: float) -> None:
+    """Each migration's outage split into QEMU's phases by `mig_mon
+    switchover`'s own code, from the client's JSON, the QMP record and
+    QEMU's trace; then the same from the capture, the wire's view, to check
+    the ends and the announcement against it."""
+    work = lab.lab
+    qemu = [work / "qmp.jsonl"] + [
+        q.trace_log for q in lab.started if q.trace_log and q.trace_log.exists()
+    ]
+    mine = explain_files([work / "client.json", work / "dirty.json", *qemu])
+    wire = explain_files([work / "replies.pcap", *qemu])
+    rarps = rarp_times(work / "replies.pcap")
+    report["switchover_text"] = text_lines(mine, {})[2:]
+    report["switchovers"] = [s.to_dict() for s in mine]
+    migs = report["migrations"] + (
+        [report["postcopy"]] if "stop_unix_s" in report.get("postcopy", {}) else []
+    )
+    for m in migs:
+        s = next(
+            (x for x in mine if x.stop_unix_s and abs(x.stop_unix_s - m["stop_unix_s"]) < 0.05),
+            None,
+        )
+        w = next(
+            (x for x in wire if x.stop_unix_s and abs(x.stop_unix_s - m["stop_unix_s"]) < 0.05),
+            None,
+        )
+        checks = m.setdefault("checks", {})
+        if m.get("kind") == "postcopy":
+            continue  # run without probes: no outage to split
+        if s is None or s.outage_ms is None:
+            checks["switchover_found"] = False
+            continue
+        m["switchover"] = s.to_dict()
+        total = sum(p.length_ms for p in s.phases)
+        checks["switchover_found"] = True
+        checks["switchover_phases_add_up"] = abs(total - s.outage_ms) <= probe_ms
+        checks["switchover_stop_after_last_reply"] = s.checks.get("stop_after_last_reply", False)
+        checks["switchover_resume_before_first_reply"] = s.checks.get(
+            "resume_before_first_reply", False
+        )
+        ok_ends = (
+            w is not None
+            and w.last_reply_unix_s is not None
+            and w.outage_ms is not None
+            and s.last_reply_unix_s is not None
+            and abs(w.last_reply_unix_s - s.last_reply_unix_s) <= 0.001
+            and abs(w.outage_ms - s.outage_ms) <= 1.0
+        )
+        checks["switchover_ends_on_the_wire_1ms"] = ok_ends
+        # QEMU holds what it sends while the VM is stopped: the first RARP
+        # leaves once the VM runs again, between the announce and the end
+        # of the vCPUs' start (seen: 0.14 ms, and 33 ms when starting them
+        # took 33 ms).
+        announced = _boundary_s(s, "announced")
+        started = _boundary_s(s, "resume")
+        first_rarp = next((t for t in rarps if s.stop_unix_s and t >= s.stop_unix_s), None)
+        m["rarp_after_announced_ms"] = (
+            round((first_rarp - announced) * 1e3, 3) if first_rarp and announced else None
+        )
+        if announced is not None and started is not None:
+            checks["switchover_rarp_on_the_wire_1ms"] = (
+                first_rarp is not None and announced - 0.001 <= first_rarp <= started + 0.001
+            )
+        m["after_resume"] = after_resume(lab, m, s)
+
+
 async def run_lab(args: argparse.Namespace, built: dict[str, str]) -> dict[str, Any]:
     accel, why = accel_choice()
     lab = Lab(
@@ -1142,8 +1342,10 @@ async def run_lab(args: argparse.Namespace, built: dict[str, str]) -> dict[str, 
         Path(built["image"]),
         accel,
         args.guest_mb,
+        trace=args.qemu != "7.2",
     )
     report: dict[str, Any] = {
+        "qemu": built["qemu"],
         "accel_reason": why,
         "settings": {
             k: getattr(args, k)
@@ -1157,6 +1359,9 @@ async def run_lab(args: argparse.Namespace, built: dict[str, str]) -> dict[str, 
             )
         },
     }
+    (lab.lab / "qmp.jsonl").unlink(missing_ok=True)
+    for old in lab.lab.glob("q*.trace.log"):
+        old.unlink()
     vm = await boot(lab, report)
     try:
         report["dirty_rate"] = []
@@ -1189,6 +1394,7 @@ async def run_lab(args: argparse.Namespace, built: dict[str, str]) -> dict[str, 
                 log(f"postcopy failed: {e}; guest oops in {panics or 'no log'}")
     finally:
         await lab.stop(vm)
+    switchovers(lab, report, args.probe_ms)
     cw = report["client_vs_wire"]
     checks = {
         "dirty_rate_within_10pct": all(abs(r["error_pct"]) <= 10 for r in report["dirty_rate"]),
@@ -1285,6 +1491,7 @@ def text_report(r: dict[str, Any]) -> str:
     """The report for a person: QEMU's figures next to mig_mon's."""
     g = r["guest"]
     out = [
+        f"QEMU: {r['qemu']}",
         f"guest: {g['accel']} ({r['accel_reason']}), booted to agent in "
         f"{g['boot_to_agent_s']} s, {g['mig_mon_version']}",
         "",
@@ -1342,6 +1549,23 @@ def text_report(r: dict[str, Any]) -> str:
             f"integrity {'OK' if p['mm_dirty_integrity_ok'] else 'FAILED'}",
             "",
         ]
+    if r.get("switchover_text"):
+        out += ["where each outage went (mig_mon switchover):", *r["switchover_text"], ""]
+        out.append(
+            "after RESUME, from the captures on the taps (the bridge's part, then the guest's):"
+        )
+        for i, m in enumerate(r["migrations"], start=1):
+            a = m.get("after_resume")
+            if not a or a["first_probe_at_destination_ms"] is None:
+                continue
+            out.append(
+                f"  migration {i}: the next probe reached the destination's tap "
+                f"{a['first_probe_at_destination_ms']:.1f} ms after RESUME "
+                f"({a['probes_to_old_tap_after_resume']} went to the old tap); the guest "
+                f"answered {a['reply_after_first_probe_ms']:.1f} ms after it, with "
+                f"{a['probes_to_destination_before_reply']} probes delivered and unanswered"
+            )
+        out.append("")
     bad = [k for k, v in r["checks"].items() if not v]
     out.append("checks: all passed" if not bad else f"checks FAILED: {', '.join(bad)}")
     return "\n".join(out)
@@ -1350,6 +1574,12 @@ def text_report(r: dict[str, Any]) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--lab-dir", default=str(ROOT / ".lab"))
+    ap.add_argument(
+        "--qemu",
+        choices=sorted(QEMU_SUITES),
+        default="10.0",
+        help="QEMU version: 10.0 from bookworm-backports (the lab's own apt lists), or 7.2",
+    )
     ap.add_argument("--migrations", type=int, default=3)
     ap.add_argument("--guest-mb", type=int, default=1536)
     ap.add_argument("--dirty-rates", type=int, nargs="+", default=[50, 200])
@@ -1380,9 +1610,15 @@ def main() -> int:
         return 2
     lab = Path(args.lab_dir)
     lab.mkdir(parents=True, exist_ok=True)
-    x = fetch(lab)
+    x = fetch(lab, args.qemu)
     kernel, initrd, image = build_guest(lab, x, Path(sys.executable))
-    built = {"x": str(x), "kernel": str(kernel), "initrd": str(initrd), "image": str(image)}
+    built = {
+        "x": str(x),
+        "kernel": str(kernel),
+        "initrd": str(initrd),
+        "image": str(image),
+        "qemu": qemu_version(x),
+    }
     (lab / "report.json").unlink(missing_ok=True)
     net_up()
     try:
@@ -1404,6 +1640,19 @@ def main() -> int:
         mig_mon = str(Path(sys.executable).parent / "mig_mon")
         files = [str(lab / n) for n in ("client.json", "dirty.json", "qemu-events.jsonl")]
         sh(mig_mon, "plot", *files, "-o", timeline)
+        # Each migration's outage cut into QEMU's phases.
+        phases = Path(args.plot).with_name(Path(args.plot).stem + "-switchover.png")
+        sws = explain_files(
+            [lab / "client.json", lab / "qmp.jsonl", *sorted(lab.glob("q*.trace.log"))]
+        )
+        version = re.search(r"version (\S+)", report["qemu"])
+        qemu = f"QEMU {version.group(1)}" if version else report["qemu"]
+        plot_switchovers(
+            sws,
+            phases,
+            f"Where each migration's outage went ({qemu}, {report['guest']['accel'].upper()})",
+        )
+        log(f"plots: {args.plot}, {timeline}, {phases}")
     print(text_report(report))
     return 0 if report["ok"] else 3
 

@@ -48,3 +48,13 @@ def test_real_migrations(tmp_path: Path) -> None:
                     "dirty_syncs", "dirty_pages_rate_mb_s", "wire_outage_ms",
                     "guest_clock_lag_ms", "mig_mon_outages"):  # fmt: skip
             assert m[key] is not None, key
+        # The outage split into QEMU's phases (mig_mon switchover), and
+        # where the time after RESUME went (the taps' captures).
+        phases = m["switchover"]["phases"]
+        assert {"ram_saved", "devices_saved", "dst_loaded", "resume", "first_reply"} <= {
+            ph["key"] for ph in phases
+        }
+        assert m["after_resume"]["first_probe_at_destination_ms"] is not None
+    assert report["qemu"].startswith("QEMU emulator version 10.0")
+    assert "where each outage went" in p.stdout
+    assert (tmp_path / "lab-switchover.png").stat().st_size > 10_000
