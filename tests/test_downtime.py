@@ -302,8 +302,16 @@ def test_sigstop_outage_is_one_accurate_event(
         os.kill(proc.pid, signal.SIGCONT)
         time.sleep(max(1.0, 5 * interval_ms / 1000))
         r = p.stop()
-    assert len(r.events) == 1, [e.gap_ms for e in r.events]
-    e = r.events[0]
+    events = r.events
+    outages = [i for i, e in enumerate(events) if e.gap_ms > 150]
+    assert len(outages) == 1, [(e.gap_ms, e.client_stall_ms) for e in events]
+    # Any other gap must be one the client says is its own (its thread did
+    # not run on a loaded machine): an unflagged one is a false outage.
+    others = [e for i, e in enumerate(events) if i != outages[0]]
+    assert all(e.client_stall_ms > 0 for e in others), [
+        (e.gap_ms, e.client_stall_ms) for e in others
+    ]
+    e = events[outages[0]]
     # The estimate is good to one interval (its stated resolution) plus the
     # timing noise of a loaded machine: within 15 ms at fine intervals.
     tolerance_ms = 15.0 if interval_ms <= 15 else interval_ms + 15.0
@@ -491,6 +499,7 @@ def test_a_stalled_client_says_the_gap_is_its_own(
     _, port = echo_proc
     p = popen_cli("client", "127.0.0.1", "5", "-p", str(port), "--duration", "3", "--json")
     time.sleep(1.2)
+    stopped_at = time.time()
     os.kill(p.pid, signal.SIGSTOP)
     time.sleep(0.08)
     os.kill(p.pid, signal.SIGCONT)
@@ -499,10 +508,17 @@ def test_a_stalled_client_says_the_gap_is_its_own(
     objs = json_lines(out)
     summary = objs[-1]
     events = [o for o in objs if o["type"] == "event"]
-    assert len(events) == 1, events
+    # The gap around the stop (a busy machine may add others of its own).
+    around = [
+        e
+        for e in events
+        if e["start_unix_s"] - 0.005 <= stopped_at <= e["start_unix_s"] + e["gap_ms"] / 1e3
+    ]
+    assert len(around) == 1, events
     # The server answered every probe it got; the gap is the client's.
-    assert events[0]["client_stall_ms"] >= 0.5 * events[0]["gap_ms"], events[0]
-    assert summary["client_stalled_events"] == 1
+    assert around[0]["client_stall_ms"] >= 0.5 * around[0]["gap_ms"], around[0]
+    assert around[0]["gap_ms"] >= 60, around[0]
+    assert summary["client_stalled_events"] >= 1
     assert "the client itself stalled" in err
 
 
