@@ -56,3 +56,22 @@ def test_documented_flags_exist(sub: str) -> None:
     for cell in flags:
         for flag in re.findall(r"--?[A-Za-z][\w-]*", cell):
             assert flag in help_text, f"{flag} documented for {sub} but not in its -h"
+
+
+def _python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+
+
+def test_there_are_python_examples() -> None:
+    assert len(_python_blocks()) >= 4
+
+
+@pytest.mark.parametrize("n", range(len(_python_blocks())))
+def test_every_python_example_runs_as_written(n: int) -> None:
+    """Each ```python block of the README, run from the checkout's root."""
+    code = _python_blocks()[n]
+    p = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True, text=True, timeout=300, cwd=README.parent, check=False,
+    )  # fmt: skip
+    assert p.returncode == 0, code + "\n" + p.stderr[-3000:]

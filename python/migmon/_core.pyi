@@ -222,7 +222,7 @@ class ProbeConfig:
         """Time between probes, ms."""
     @property
     def threshold_ms(self) -> float | None:
-        """A gap this long is a downtime event, ms; None = twice the first gap (the original's rule)."""
+        """A gap this long is a downtime event, ms; None = twice the median of the first four gaps, never below twice the interval."""
     @property
     def count(self) -> int | None:
         """Stop after sending this many probes."""

@@ -51,8 +51,8 @@ pub struct ProbeConfig {
     /// Time between probes, ms.
     #[serde(deserialize_with = "de::float")]
     pub interval_ms: f64,
-    /// A gap this long is a downtime event, ms; None = twice the first gap
-    /// (the original's rule).
+    /// A gap this long is a downtime event, ms; None = twice the median of
+    /// the first four gaps, never below twice the interval.
     #[serde(deserialize_with = "de::opt_float")]
     pub threshold_ms: Option<f64>,
     /// Stop after sending this many probes.

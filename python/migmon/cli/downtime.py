@@ -86,7 +86,7 @@ ThresholdOpt = Annotated[
         "--threshold-ms",
         metavar="MS",
         help="A gap this long is a downtime event.",
-        show_default="twice the first gap, as the original",
+        show_default="twice the median of the first four gaps, at least twice the interval",
         min=0.001,
     ),
 ]
