@@ -111,6 +111,15 @@ INSTALLED = [
     "tcpdump",
     "iproute2",
 ]
+#: On a postcopy destination: every page request with the thread that
+#: faulted, every page placed, and QEMU's own blocktime bookkeeping.
+POSTCOPY_TRACE = (
+    "postcopy_ram_fault_thread_request",
+    "postcopy_place_page",
+    "postcopy_place_page_zero",
+    "mark_postcopy_blocktime_begin",
+    "mark_postcopy_blocktime_end",
+)
 GUEST_MODULES = ["virtio_pci", "virtio_blk", "virtio_net", "crc32c_generic", "ext4"]
 
 
@@ -593,7 +602,7 @@ class Lab:
         self.started: list[Qemu] = []
         self.count = 0
 
-    async def start(self, tap: str, incoming: bool) -> Qemu:
+    async def start(self, tap: str, incoming: bool, extra_trace: tuple[str, ...] = ()) -> Qemu:
         from qemu.qmp import QMPClient
 
         self.count += 1
@@ -647,7 +656,7 @@ class Lab:
             trace_log = self.lab / f"{tag}.trace.log"
             trace_log.unlink(missing_ok=True)
             argv += ["-msg", "timestamp=on", "-D", str(trace_log)]
-            for name in TRACE_EVENTS:
+            for name in (*TRACE_EVENTS, *extra_trace):
                 argv += ["-trace", name]
         if incoming:
             argv += ["-incoming", "defer"]
@@ -880,7 +889,7 @@ async def migrate(
     """One migration of the guest from src to a new QEMU on tap: precopy,
     or postcopy (switched to after the first pass, with the destination
     measuring how long the vCPU was blocked on pages)."""
-    dst = await lab.start(tap, incoming=True)
+    dst = await lab.start(tap, incoming=True, extra_trace=POSTCOPY_TRACE if postcopy else ())
     # QEMU's side, recorded by mig_mon itself (events, query-migrate) on
     # each QEMU's second monitor, as a user would with `mig_mon qmp_record`.
     rec = QmpRecorder(
@@ -936,7 +945,10 @@ async def migrate(
     blocktime = None
     if postcopy:
         qd = await dst.run("query-migrate")
+        cpus = await dst.run("query-cpus-fast")
         blocktime = {
+            "dst_vcpu_threads": [c["thread-id"] for c in cpus],
+            "dst_trace_log": str(dst.trace_log) if dst.trace_log else None,
             "postcopy_blocktime_ms": qd.get("postcopy-blocktime"),
             "postcopy_vcpu_blocktime_ms": qd.get("postcopy-vcpu-blocktime"),
             "postcopy_requests": q["ram"].get("postcopy-requests"),
@@ -1110,27 +1122,104 @@ async def postcopy_run(
         round(o["rate_mb_s"], 1) for o in objs if o.get("type") == "sample"
     ]
     info["mm_dirty_integrity_ok"] = summary.get("verified") is True and done["rc"] == 0
-    # The referee: QEMU's time the vCPU waited for pages (one vCPU). The
-    # guest counts only stalls of 1 ms or more, QEMU every one: 15% (or
-    # 5 ms) of room; measured -2.0% and -4.4% in two runs.
+    (lab.lab / "pdirty.json").write_text(done["stdout"])
     blocked = float(sum(info["postcopy_vcpu_blocktime_ms"] or [0]))
     paused = info["mm_dirty_paused_ms_in_postcopy"]
     info["paused_vs_vcpu_blocktime_pct"] = (
         round(100 * (paused - blocked) / blocked, 1) if blocked else None
     )
+    # QEMU's blocktime counts the time the vCPU thread waited for a page;
+    # mm_dirty's pauses count the time its thread made no progress, which
+    # also holds the vCPU's short runs between two faults. The referee that
+    # tells them apart: QEMU's trace of every page request (with the thread
+    # that faulted) and of every page placed, and the guest's pauses put on
+    # the host's clock (after the stop, the guest's clock lags by the
+    # offset measured after the migration).
+    waits = page_waits(Path(info["dst_trace_log"]), set(info["dst_vcpu_threads"]))
+    spans = [(p["start_unix_s"] - info["offset_after_s"], p["length_ms"] / 1e3) for p in pauses]
+    pause_iv = [(a, a + d) for a, d in spans]
+    vcpu_iv = [(a, b) for a, b, vcpu in waits if vcpu]
+    info["trace"] = {
+        "page_requests": len(waits),
+        "by_vcpu_threads": len(vcpu_iv),
+        "vcpu_waited_ms": round(1e3 * sum(b - a for a, b in vcpu_iv), 2),
+        "vcpu_waited_in_pauses_ms": round(1e3 * overlap(vcpu_iv, pause_iv), 2),
+        "pauses_outside_waits_ms": round(
+            1e3 * (sum(b - a for a, b in pause_iv) - overlap(pause_iv, vcpu_iv)), 2
+        ),
+    }
+    t = info["trace"]
     info["checks"] = {
         "postcopy_completed": True,
         "postcopy_integrity_ok": info["mm_dirty_integrity_ok"],
-        "postcopy_paused_matches_vcpu_blocktime": abs(paused - blocked) <= max(0.15 * blocked, 5.0),
+        # QEMU's blocktime is its per-page waits of the vCPU thread.
+        "postcopy_blocktime_is_the_traced_waits": abs(t["vcpu_waited_ms"] - blocked)
+        <= max(0.05 * blocked, 5.0),
     }
+    # Not a check: how much of that time falls inside mm_dirty's pauses.
+    # Measured on QEMU 10.0 (TCG): 369 of 835 ms, with one pause of 602 ms
+    # from RESUME while the waits spread over 1.55 s; what the guest's
+    # pauses miss is not yet explained (see the README).
     log(
         f"postcopy: {info['total_time_ms']} ms, {info['postcopy_requests']} page requests, "
-        f"vCPU blocked {info['postcopy_vcpu_blocktime_ms']} ms (QEMU); mm_dirty paused "
-        f"{paused} ms in {len(pauses)} pauses >= 1 ms "
-        f"({info['paused_vs_vcpu_blocktime_pct']}% against QEMU's)"
+        f"vCPU blocked {info['postcopy_vcpu_blocktime_ms']} ms (QEMU), "
+        f"{t['vcpu_waited_ms']} ms in the trace ({t['by_vcpu_threads']} of "
+        f"{t['page_requests']} requests by the vCPU); mm_dirty paused {paused} ms in "
+        f"{len(pauses)} pauses >= 1 ms, {t['vcpu_waited_in_pauses_ms']} ms of them waiting "
+        f"for pages and {t['pauses_outside_waits_ms']} ms running between faults"
     )
     report["postcopy"] = info
     return vm
+
+
+_TRACE_LINE = re.compile(r"^(\d+)@([\d.]+):(\w+) (.*)$")
+
+
+def page_waits(trace_log: Path, vcpu_threads: set[int]) -> list[tuple[float, float, bool]]:
+    """From a postcopy destination's trace: each page request's time, the
+    time that page was placed, and whether a vCPU thread asked for it."""
+    requests: list[tuple[float, int, int]] = []
+    placed: dict[int, float] = {}
+    with open(trace_log, errors="replace") as f:
+        for line in f:
+            m = _TRACE_LINE.match(line)
+            if not m:
+                continue
+            t, name, rest = float(m.group(2)), m.group(3), m.group(4)
+            if name == "postcopy_ram_fault_thread_request":
+                hva_m = re.search(r"HVA=0x([0-9a-f]+)", rest)
+                pid_m = re.search(r"pid=(\d+)", rest)
+                if hva_m and pid_m:
+                    requests.append((t, int(hva_m.group(1), 16) & ~0xFFF, int(pid_m.group(1))))
+            elif name in ("postcopy_place_page", "postcopy_place_page_zero"):
+                host_m = re.search(r"host=0x([0-9a-f]+)", rest)
+                if host_m:
+                    placed.setdefault(int(host_m.group(1), 16), t)
+    out = []
+    for t, hva, pid in requests:
+        done = placed.get(hva)
+        if done is not None and done >= t:
+            out.append((t, done, pid in vcpu_threads))
+    return out
+
+
+def overlap(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> float:
+    """Seconds that the union of intervals ``a`` shares with that of ``b``."""
+
+    def union(iv: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        out: list[tuple[float, float]] = []
+        for lo, hi in sorted(iv):
+            if out and lo <= out[-1][1]:
+                out[-1] = (out[-1][0], max(out[-1][1], hi))
+            else:
+                out.append((lo, hi))
+        return out
+
+    total, ub = 0.0, union(b)
+    for lo, hi in union(a):
+        for blo, bhi in ub:
+            total += max(0.0, min(hi, bhi) - max(lo, blo))
+    return total
 
 
 def _match_wire(
@@ -1540,13 +1629,18 @@ def text_report(r: dict[str, Any]) -> str:
         out += [f"postcopy FAILED: {p['error']}; guest oops in {p['guest_oops_in']}", ""]
     elif "postcopy" in r:
         p = r["postcopy"]
+        t = p["trace"]
         out += [
             f"postcopy (no probes): {p['total_time_ms']} ms, STOP->RESUME "
-            f"{p['stop_to_resume_ms']} ms, {p['postcopy_requests']} page requests; vCPU "
-            f"blocked on pages {p['postcopy_vcpu_blocktime_ms']} ms (QEMU), mm_dirty paused "
-            f"{p['mm_dirty_paused_ms_in_postcopy']} ms ({p['mm_dirty_pauses_in_postcopy']} "
-            f"pauses >= 1 ms, {p['paused_vs_vcpu_blocktime_pct']}% against QEMU's), "
-            f"integrity {'OK' if p['mm_dirty_integrity_ok'] else 'FAILED'}",
+            f"{p['stop_to_resume_ms']} ms, {p['postcopy_requests']} page requests, integrity "
+            f"{'OK' if p['mm_dirty_integrity_ok'] else 'FAILED'}",
+            f"  vCPU blocked on pages: {p['postcopy_vcpu_blocktime_ms']} ms (QEMU's "
+            f"postcopy-vcpu-blocktime), {t['vcpu_waited_ms']} ms (QEMU's trace: request -> page "
+            f"placed, {t['by_vcpu_threads']} of {t['page_requests']} requests by the vCPU thread)",
+            f"  mm_dirty paused {p['mm_dirty_paused_ms_in_postcopy']} ms "
+            f"({p['mm_dirty_pauses_in_postcopy']} pauses >= 1 ms): {t['vcpu_waited_in_pauses_ms']}"
+            f" ms of it the vCPU waiting for pages, {t['pauses_outside_waits_ms']} ms the vCPU "
+            "running between faults without a dirtying step completing",
             "",
         ]
     if r.get("switchover_text"):
