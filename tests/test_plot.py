@@ -91,9 +91,11 @@ def test_original_mm_dirty_text_with_and_without_latencies() -> None:
     assert lines_of(fig, 1) == [(s.x, s.columns["load_pct"])]
     s = parse_text(ORIGINAL_DIRTY_L)
     fig = plot_series([s])
-    # Log above 1 us, linear below it: a 0 us p50 read from text stays visible.
-    assert len(fig.axes) == 3 and fig.axes[2].get_yscale() == "symlog"
+    # Latencies on a log axis: p50 and p99 a decade apart stay apart.
+    assert len(fig.axes) == 3 and fig.axes[2].get_yscale() == "log"
     assert [y for _, y in lines_of(fig, 2)] == [[1, 1], [3, 9], [40, 2100]]
+    lo, hi = fig.axes[2].get_ylim()
+    assert lo <= 0.5 and hi >= 2100
 
 
 def test_original_vm_text() -> None:
@@ -297,15 +299,100 @@ def test_rates_start_at_zero_and_overlays_have_one_colour_per_file(tmp_path: Pat
     assert legend is not None and legend.get_bbox_to_anchor().x0 > fig.axes[2].bbox.x1 - 1
 
 
+def _by_colour_and_style(fig: object) -> dict[tuple[str, str], list[float]]:
+    return {
+        (ln.get_color(), ln.get_linestyle()): list(ln.get_ydata())
+        for ln in fig.axes[0].get_lines()  # type: ignore[attr-defined]
+    }
+
+
+def _legend_texts(fig: object) -> list[str]:
+    ax = fig.axes[0]  # type: ignore[attr-defined]
+    return [
+        t.get_text() for c in ax.get_children() if hasattr(c, "get_texts") for t in c.get_texts()
+    ]
+
+
 def test_destination_sessions_are_drawn_apart() -> None:
     s = parse_text(ORIGINAL_DST_TWO_SESSIONS, "dst.txt")
     assert s.sessions == [0, 1, 0, 1]
     fig = plot_series([s])
-    by_label = {ln.get_label(): ln for ln in fig.axes[0].get_lines()}
-    assert list(by_label["dst.txt session 0: avg"].get_ydata()) == [52, 61]
-    assert list(by_label["dst.txt session 1: avg"].get_ydata()) == [47, 40]
+    lines = _by_colour_and_style(fig)
+    # A colour per session, a line style per statistic.
+    assert lines[("C0", "-")] == [52, 61]
+    assert lines[("C1", "-")] == [47, 40]
     # Sub-microsecond p50 from the text is kept and drawn.
-    assert list(by_label["dst.txt session 0: p50"].get_ydata()) == [0.4, 0.6]
+    assert lines[("C0", "-.")] == [0.4, 0.6]
+    texts = _legend_texts(fig)
+    assert "session 0" in texts and "session 1" in texts
+    assert {"avg", "p50", "p99", "max"} <= set(texts)
+
+
+def test_destination_sessions_one_after_another_are_not_joined() -> None:
+    text = (
+        "Start emulation of dst VM.\nConnected from src VM 127.0.0.1.\n"
+        "Latency: average 21 (us), max: 2795 (us), p50: 19.7 p99: 34.7 (us), requests: 9\n"
+        "Latency: average 22 (us), max: 2000 (us), p50: 19.0 p99: 30.0 (us), requests: 9\n"
+        "Dropped connection from src VM 127.0.0.1.\nConnected from src VM 127.0.0.1.\n"
+        "Latency: average 90 (us), max: 5169 (us), p50: 25.8 p99: 1830.9 (us), requests: 9\n"
+    )
+    s = parse_text(text, "dst.txt")
+    assert s.sessions == [0, 0, 1]
+    lines = _by_colour_and_style(plot_series([s]))
+    assert lines[("C0", "-")] == [21, 22] and lines[("C1", "-")] == [90]
+
+
+def test_destination_json_sessions_are_named_by_their_settings() -> None:
+    objs = [
+        '{"type":"config","tool":"vm","role":"dst","start_unix_s":1796000000.0}',
+        '{"type":"sample","session":0,"elapsed_s":1.0,"latency":{"count":5,"mean_ns":20000,'
+        '"max_ns":90000,"p50_ns":19000,"p99_ns":40000}}',
+        '{"type":"sample","session":1,"elapsed_s":2.0,"latency":{"count":5,"mean_ns":30000,'
+        '"max_ns":99000,"p50_ns":29000,"p99_ns":50000}}',
+        '{"type":"session","session":0,"channels":0,"preempt":false}',
+        '{"type":"session","session":1,"channels":2,"preempt":true}',
+    ]
+    s = parse_text("\n".join(objs), "dst.json")
+    texts = _legend_texts(plot_series([s]))
+    assert "session 0 (one stream)" in texts and "session 1 (preempt, 2 channels)" in texts
+    assert len(texts) == 2 + 4  # two sessions, four statistics: not eight pairs
+
+
+def test_a_quiet_run_is_plotted_as_such(tmp_path: Path) -> None:
+    quiet = write(
+        tmp_path, "client.json",
+        '{"type":"config","tool":"client","start_unix_s":1796000000.0}\n'
+        '{"type":"summary","duration_s":30.0,"sent":3000,"received":3000,"events":[]}\n',
+    )  # fmt: skip
+    fig = plot_files([quiet])
+    ax = fig.axes[0]
+    assert ax.get_xlim() == (0.0, 30.0)
+    assert any(t.get_text() == "no downtime events" for t in ax.texts)
+    log = write(tmp_path, "spike.log", "1700000000,18446744073709551615\n")
+    assert any(t.get_text() == "no downtime events" for t in plot_files([log]).axes[0].texts)
+
+
+def test_one_event_in_a_long_run_gets_a_zoom_beside_the_run(tmp_path: Path) -> None:
+    ev = (
+        '{"type":"event","start_offset_s":7.7,"start_unix_s":1796000007.7,"gap_ms":228.0,'
+        '"blackout_ms":223.0}'
+    )
+    f = write(
+        tmp_path, "client.json",
+        '{"type":"config","tool":"client","start_unix_s":1796000000.0}\n' + ev + "\n"
+        '{"type":"summary","duration_s":12.0}\n',
+    )  # fmt: skip
+    fig = plot_files([f])
+    assert len(fig.axes) == 2
+    assert fig.axes[0].get_xlim() == (0.0, 12.0)  # the whole run
+    lo, hi = fig.axes[1].get_xlim()
+    assert 7.0 < lo < 7.7 and 7.93 < hi < 8.5  # the zoom holds the event and its blackout
+
+
+def test_a_steady_rate_has_headroom() -> None:
+    s = parse_text(ORIGINAL_DIRTY)
+    fig = plot_series([s])
+    assert fig.axes[0].get_ylim()[1] >= 1.2 * 502
 
 
 def test_default_output_name(tmp_path: Path) -> None:

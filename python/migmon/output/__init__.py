@@ -55,6 +55,11 @@ class Series:
     pauses: list[tuple[float, float]] = field(default_factory=list)
     spans: list[tuple[float, float, str]] = field(default_factory=list)
     start_unix_s: float | None = None
+    #: How long the run lasted, s, when the input says (a quiet run has no
+    #: points but still a length).
+    span_s: float | None = None
+    #: What each session was, by its number (``preempt, 2 channels``).
+    session_names: dict[int, str] = field(default_factory=dict)
 
     def add(self, x: float, **values: float) -> None:
         """Appends one point."""

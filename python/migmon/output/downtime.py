@@ -266,4 +266,8 @@ def parse_json(objs: list[dict[str, Any]], label: str) -> Series:
     for ev in events:
         s.add(ev["start_offset_s"], delay_ms=ev["gap_ms"])
         s.events.append((ev["start_offset_s"], ev["gap_ms"], ev["blackout_ms"]))
+    for o in objs:
+        d = o.get("duration_s") if o.get("type") == "summary" else None
+        if isinstance(d, (int, float)) and not isinstance(d, bool) and d >= 0:
+            s.span_s = float(d)
     return s

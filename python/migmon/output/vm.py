@@ -116,11 +116,17 @@ def parse_dst_text(lines: list[str], label: str) -> Series:
     session (a line names its session when several run at once)."""
     s = Series("vm_dst", label)
     seen: dict[int, int] = {}
+    # One source after another: each "Connected from" starts a session
+    # (lines name their session only when several run at once).
+    current = -1
     for line in lines:
+        if line.startswith("Connected from"):
+            current += 1
+            continue
         m = LATENCY_RE.match(line)
         if not m:
             continue
-        session = int(m.group(5)) if m.group(5) is not None else 0
+        session = int(m.group(5)) if m.group(5) is not None else max(current, 0)
         seen[session] = seen.get(session, 0) + 1
         values = {"avg_us": float(m.group(1)), "max_us": float(m.group(2))}
         if m.group(3) is not None:
@@ -156,4 +162,17 @@ def parse_dst_json(objs: list[dict[str, Any]], label: str) -> Series:
                 p99_us=lat["p99_ns"] / 1000,
             )
             s.sessions.append(int(o.get("session", 0)))
+        elif o.get("type") == "session" and isinstance(o.get("session"), int):
+            s.session_names[o["session"]] = _settings(o)
     return s
+
+
+def _settings(o: dict[str, Any]) -> str:
+    """A session's settings in a few words: ``preempt, 2 channels``."""
+    parts = []
+    if o.get("preempt"):
+        parts.append("preempt")
+    ch = o.get("channels")
+    if isinstance(ch, int) and ch > 0:
+        parts.append(f"{ch} channel{'s' if ch > 1 else ''}")
+    return ", ".join(parts) or "one stream"
