@@ -673,7 +673,7 @@ class VmSessionSummary:
         """Page-request latencies over the session."""
     @property
     def reason(self) -> str:
-        """Why it ended ("connection closed" is a normal end)."""
+        """Why it ended ("source closed" is a normal end)."""
     def to_dict(self) -> dict[str, Any]:
         """Every field, under the same keys as the JSON output."""
 

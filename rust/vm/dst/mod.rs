@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use self::handshake::{read_opening, Opening};
-use self::session::{reason, Session};
+use self::session::{is_normal_end, reason, Session, NORMAL_END};
 use crate::error::{Error, Result};
 use crate::pace::StopFlag;
 use crate::run::{lock, Background, Ctx};
@@ -179,7 +179,7 @@ pub struct VmSessionSummary {
     pub preempt: bool,
     /// Page-request latencies over the session.
     pub latency: Percentiles,
-    /// Why it ended ("connection closed" is a normal end).
+    /// Why it ended ("source closed" is a normal end).
     pub reason: String,
 }
 
@@ -601,12 +601,15 @@ fn serve_connection(
             };
             if let Err(e) = result {
                 if !shared.stop.is_set() && !s.is_ended() {
-                    finish(
-                        shared,
-                        ctx,
-                        &s,
-                        format!("channel from {peer}: {}", reason(&e)),
-                    );
+                    // A source ends by closing every connection, a channel
+                    // first as often as not: that is the normal end.
+                    let why = reason(&e);
+                    let why = if is_normal_end(&why) {
+                        why
+                    } else {
+                        format!("channel from {peer}: {why}")
+                    };
+                    finish(shared, ctx, &s, why);
                 }
             }
         }
@@ -674,7 +677,7 @@ fn run_main<R: std::io::Read>(
     let why = match s.run_pages(r, Some(&announce)) {
         Err(_) if shared.stop.is_set() => "stopped".into(),
         Err(e) => reason(&e),
-        Ok(()) => "connection closed".into(),
+        Ok(()) => NORMAL_END.into(),
     };
     finish(shared, ctx, s, why);
 }

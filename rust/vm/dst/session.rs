@@ -89,13 +89,22 @@ fn proto(msg: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.into())
 }
 
-/// A connection's end in words (EOF is a normal end).
+/// What a normal end is called: the source closed its connections (a
+/// source that closes with page requests unread sends a reset rather than
+/// a FIN; both are its normal end).
+pub const NORMAL_END: &str = "source closed";
+
+/// A connection's end in words.
 pub fn reason(e: &io::Error) -> String {
     match e.kind() {
-        io::ErrorKind::UnexpectedEof => "connection closed".into(),
-        io::ErrorKind::ConnectionReset => "connection reset".into(),
+        io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset => NORMAL_END.into(),
         _ => e.to_string(),
     }
+}
+
+/// Whether `why` is a session's normal end.
+pub fn is_normal_end(why: &str) -> bool {
+    why == NORMAL_END
 }
 
 impl Session {
@@ -343,7 +352,7 @@ mod tests {
         let mut b = page(1);
         b.extend(page(2));
         let e = s.run_pages(&mut reader(b), None).unwrap_err();
-        assert_eq!(reason(&e), "connection closed");
+        assert_eq!(reason(&e), NORMAL_END);
         assert_eq!(
             s.summary("x".into()).bytes,
             2 * (HEADER_LEN + PAGE_SIZE) as u64
@@ -399,7 +408,7 @@ mod tests {
         b.extend(8u64.to_le_bytes());
         b.extend(vec![0u8; 2 * PAGE_SIZE]);
         let e = s.run_multifd(&mut reader(b.clone())).unwrap_err();
-        assert_eq!(reason(&e), "connection closed");
+        assert_eq!(reason(&e), NORMAL_END);
         assert_eq!(
             s.summary(String::new()).bytes,
             (HEADER_LEN + 2 * (8 + PAGE_SIZE)) as u64
