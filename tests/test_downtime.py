@@ -542,3 +542,45 @@ def test_an_outage_still_open_at_the_end_counts(
     assert summary["total_downtime_ms"] == pytest.approx(ev["blackout_ms"])
     assert "still going on at the end" in err
     assert "counted in the total" in err
+
+
+@pytest.mark.parametrize(("limit", "code"), [("100", 5), ("2000", 0)])
+def test_max_downtime_ms_gives_a_verdict(
+    echo_proc: tuple[subprocess.Popen[str], int], limit: str, code: int
+) -> None:
+    """--max-downtime-ms: exit 5 and a line naming the outage that broke it
+    (the echo server stopped for 300 ms), exit 0 when every outage kept to it."""
+    proc, port = echo_proc
+    p = popen_cli(
+        "client", "127.0.0.1", "10", "-p", str(port), "--duration", "3",
+        "--max-downtime-ms", limit, "--json",
+    )  # fmt: skip
+    time.sleep(1.2)
+    os.kill(proc.pid, signal.SIGSTOP)
+    time.sleep(0.3)
+    os.kill(proc.pid, signal.SIGCONT)
+    out, err = p.communicate(timeout=20)
+    assert p.returncode == code, err
+    verdict = json_lines(out)[-1]
+    assert verdict["type"] == "verdict" and verdict["broken"] is (code == 5)
+    if code == 5:
+        assert 250 <= verdict["blackout_ms"] <= 400, verdict
+        assert f"downtime limit {limit} (ms): BROKEN by event" in err
+    else:
+        assert f"downtime limit {limit} (ms): kept by every outage" in err
+
+
+def test_outage_over_in_the_api(echo_proc: tuple[subprocess.Popen[str], int]) -> None:
+    import migmon
+
+    proc, port = echo_proc
+    with Prober(server="127.0.0.1", interval_ms=10, port=port) as p:
+        time.sleep(1.0)
+        os.kill(proc.pid, signal.SIGSTOP)
+        time.sleep(0.25)
+        os.kill(proc.pid, signal.SIGCONT)
+        time.sleep(0.5)
+        r = p.stop()
+    e = migmon.outage_over(r, 100)
+    assert e is not None and e.blackout_ms > 200
+    assert migmon.outage_over(r, 5000) is None

@@ -388,3 +388,29 @@ def test_wake_ups_follow_the_pace_step_whatever_the_rate(pace_ms: str, most: int
     if pace_ms == "10":
         # The bound can fail: at least most of the 300 steps slept.
         assert sleeps >= 200, sleeps
+
+
+@pytest.mark.parametrize(("limit", "code"), [("100", 5), ("1000", 0)])
+def test_max_pause_ms_gives_a_verdict(limit: str, code: int) -> None:
+    """--max-pause-ms: exit 5 and a line naming the pause that broke it
+    (a 200 ms SIGSTOP of the process), exit 0 when every pause kept to it."""
+    p = popen_cli("mm_dirty", "-m", "64", "-r", "50", "--max-pause-ms", limit, "--json")
+    try:
+        time.sleep(1.2)
+        os.kill(p.pid, signal.SIGSTOP)
+        time.sleep(0.2)
+        os.kill(p.pid, signal.SIGCONT)
+        time.sleep(1.0)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=30)
+    finally:
+        p.kill()
+    assert p.returncode == code, err
+    verdict = json_lines(out)[-1]
+    assert verdict["type"] == "verdict" and verdict["max_pause_ms"] == float(limit)
+    assert verdict["broken"] is (code == 5)
+    if code == 5:
+        assert 150 <= verdict["length_ms"] <= 400, verdict
+        assert f"pause limit {limit} (ms): BROKEN by pause" in err
+    else:
+        assert f"pause limit {limit} (ms): kept by every pause" in err

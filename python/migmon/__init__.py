@@ -115,7 +115,9 @@ __all__ = [
     "VmSrcSummary",
     "__version__",
     "mm_dirty",
+    "outage_over",
     "parse_size_mb",
+    "pause_over",
     "probe",
     "vm_source",
 ]
@@ -181,3 +183,25 @@ def vm_source(
     config |= {"host": host}
     summary: VmSrcSummary = _to_end(VmSource, on_sample, ("duration_s",), config)
     return summary
+
+
+def outage_over(
+    summary: ProbeSummary | OneWaySummary, max_downtime_ms: float
+) -> DowntimeEvent | None:
+    """The first outage whose blackout, less the part the client says was
+    its own stall, is longer than ``max_downtime_ms``; None when every one
+    kept to it (the verdict of ``client --max-downtime-ms``)."""
+    if isinstance(summary, OneWaySummary):
+        events = [e for c in summary.clients for e in c.events]
+    else:
+        events = list(summary.events)
+    for e in sorted(events, key=lambda e: e.start_unix_s):
+        if e.blackout_ms - e.client_stall_ms > max_downtime_ms:
+            return e
+    return None
+
+
+def pause_over(summary: DirtySummary, max_pause_ms: float) -> DirtyPause | None:
+    """The first pause of the workload longer than ``max_pause_ms``; None
+    when every one kept to it (the verdict of ``mm_dirty --max-pause-ms``)."""
+    return next((p for p in summary.pause_events if p.length_ms > max_pause_ms), None)

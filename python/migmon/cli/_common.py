@@ -25,6 +25,9 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_NO_REPLY = 3
 EXIT_CORRUPTION = 4
+#: A verdict flag's limit was broken (client --max-downtime-ms, mm_dirty
+#: --max-pause-ms).
+EXIT_LIMIT = 5
 #: Standard output was a pipe whose reader went away (as a shell reports a
 #: writer that SIGPIPE ended).
 EXIT_BROKEN_PIPE = 141

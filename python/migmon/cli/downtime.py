@@ -29,10 +29,12 @@ from migmon import (
     OneWayServerConfig,
     ProbeConfig,
     Prober,
+    ProbeSummary,
     __version__,
 )
 from migmon.cli._common import (
     EXIT_FAILURE,
+    EXIT_LIMIT,
     EXIT_NO_REPLY,
     EXIT_OK,
     DetailsOpt,
@@ -59,6 +61,7 @@ from migmon.output.downtime import (
     event_line,
     probe_summary_lines,
     status_line,
+    wall_time,
 )
 
 _FLAGS = {
@@ -181,6 +184,17 @@ def client_command(
         Path,
         typer.Option("--qmp-out", metavar="FILE", help="Where --qmp's record goes (appended)."),
     ] = Path("qmp.jsonl"),
+    max_downtime_ms: Annotated[
+        float | None,
+        typer.Option(
+            "--max-downtime-ms",
+            metavar="MS",
+            min=0.0,
+            help="A verdict for automation: exit 5 when an outage's blackout (less the "
+            "client's own stall) is longer; the line after the summary names it.",
+            show_default="none",
+        ),
+    ] = None,
 ) -> int:
     """Probe a UDP echo server ('server_rr', in the guest) every INTERVAL_MS
     and report the gaps in its replies: downtime events, loss, round trips.
@@ -249,6 +263,7 @@ def client_command(
             emit(summary)
         if recorder is not None:
             _switchover_after(events, qmp_out, json_out, out)
+        broken = _verdict(summary, max_downtime_ms, json_out, out)
     if log.error:
         fail_line(log.error)
         return EXIT_FAILURE
@@ -258,7 +273,41 @@ def client_command(
             + _silence(summary.refused, summary.foreign, summary.send_errors)
         )
         return EXIT_NO_REPLY
-    return EXIT_OK
+    return EXIT_LIMIT if broken else EXIT_OK
+
+
+def _verdict(summary: ProbeSummary, limit: float | None, json_out: bool, out: TextIO) -> bool:
+    """--max-downtime-ms: one line (and a JSON object) saying whether an
+    outage broke the limit, and which; True when one did."""
+    if limit is None:
+        return False
+    from migmon import outage_over
+
+    e = outage_over(summary, limit)
+    if e is None:
+        say(f"downtime limit {limit:g} (ms): kept by every outage", out)
+    else:
+        say(
+            f"downtime limit {limit:g} (ms): BROKEN by event {e.index} at "
+            f"{wall_time(e.start_unix_s)}, blackout {e.blackout_ms:.1f} (ms)"
+            + (
+                f", of it the client's own stall {e.client_stall_ms:.1f}"
+                if e.client_stall_ms
+                else ""
+            ),
+            out,
+        )
+    if json_out:
+        emit_json(
+            {
+                "type": "verdict",
+                "max_downtime_ms": limit,
+                "broken": e is not None,
+                "event_index": e.index if e is not None else None,
+                "blackout_ms": e.blackout_ms if e is not None else None,
+            }
+        )
+    return e is not None
 
 
 def _qmp_recorder(qmp: list[str] | None, out: Path) -> QmpRecorder | None:

@@ -15,8 +15,16 @@ from typing import Annotated, TextIO
 
 import typer
 
-from migmon import DirtyConfig, DirtyPause, DirtySample, DirtyWorkload, __version__
+from migmon import (
+    DirtyConfig,
+    DirtyPause,
+    DirtySample,
+    DirtySummary,
+    DirtyWorkload,
+    __version__,
+)
 from migmon.cli._common import (
+    EXIT_LIMIT,
     DetailsOpt,
     DurationOpt,
     IntervalOpt,
@@ -29,7 +37,7 @@ from migmon.cli._common import (
     say,
 )
 from migmon.errors import ResourceError
-from migmon.output import emit, emit_config, print_summary, show_timestamps
+from migmon.output import emit, emit_config, emit_json, print_summary, show_timestamps
 from migmon.output.dirty import (
     BANNER_DIRTY,
     BANNER_PREFAULT,
@@ -163,6 +171,17 @@ def mm_dirty_command(
             "--seed", metavar="N", help="Seed for the random pattern.", show_default="clock"
         ),
     ] = None,
+    max_pause_ms: Annotated[
+        float | None,
+        typer.Option(
+            "--max-pause-ms",
+            metavar="MS",
+            min=0.0,
+            help="A verdict for automation: exit 5 when a pause is longer; the line after "
+            "the summary names it.",
+            show_default="none",
+        ),
+    ] = None,
 ) -> int:
     """Generate a constant memory dirty workload.
 
@@ -240,4 +259,33 @@ def mm_dirty_command(
         print_summary("mm_dirty summary", summary.to_dict(), summary_lines(summary), out, details)
         if json_out:
             emit(summary)
+        if max_pause_ms is not None and _verdict(summary, max_pause_ms, json_out, out):
+            return EXIT_LIMIT
     return 0
+
+
+def _verdict(summary: DirtySummary, limit: float, json_out: bool, out: TextIO) -> bool:
+    """--max-pause-ms: one line (and a JSON object); True when a pause broke it."""
+    from migmon import pause_over
+    from migmon.output.downtime import wall_time
+
+    p = pause_over(summary, limit)
+    if p is None:
+        say(f"pause limit {limit:g} (ms): kept by every pause", out)
+    else:
+        say(
+            f"pause limit {limit:g} (ms): BROKEN by pause {p.index} at "
+            f"{wall_time(p.start_unix_s)}, {p.length_ms:.1f} (ms)",
+            out,
+        )
+    if json_out:
+        emit_json(
+            {
+                "type": "verdict",
+                "max_pause_ms": limit,
+                "broken": p is not None,
+                "pause_index": p.index if p is not None else None,
+                "length_ms": p.length_ms if p is not None else None,
+            }
+        )
+    return p is not None
