@@ -225,6 +225,60 @@ fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
     format!("a mig_mon thread panicked: {what}")
 }
 
+/// Starts a scoped thread; a thread that cannot be started (an address
+/// space or a pids limit) is an error to report, not a panic.
+pub fn spawn_scoped<'scope, 'env, T: Send + 'scope>(
+    s: &'scope std::thread::Scope<'scope, 'env>,
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'scope,
+) -> Result<std::thread::ScopedJoinHandle<'scope, T>> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn_scoped(s, f)
+        .map_err(|e| Error::resource_io(format!("starting a {name} thread"), e))
+}
+
+/// Where threads wait until every one of them is ready (or the start is
+/// called off because one could not be started): a barrier whose size need
+/// not be known in advance and which can be cancelled.
+#[derive(Debug, Default)]
+pub struct Gate {
+    state: Mutex<(usize, Option<bool>)>,
+    changed: Condvar,
+}
+
+impl Gate {
+    /// Counts this thread as ready and waits until the gate opens (true)
+    /// or is called off (false).
+    pub fn arrive(&self) -> bool {
+        let mut st = lock(&self.state);
+        st.0 += 1;
+        self.changed.notify_all();
+        loop {
+            if let Some(open) = st.1 {
+                return open;
+            }
+            st = self.changed.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Waits until `n` threads arrived, then lets them all go.
+    pub fn open_when(&self, n: usize) {
+        let mut st = lock(&self.state);
+        while st.0 < n {
+            st = self.changed.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        st.1 = Some(true);
+        self.changed.notify_all();
+    }
+
+    /// Lets every waiting thread go, told not to start.
+    pub fn call_off(&self) {
+        lock(&self.state).1 = Some(false);
+        self.changed.notify_all();
+    }
+}
+
 /// One interval of a [`Ticker`].
 #[derive(Clone, Copy, Debug)]
 pub struct Tick {
@@ -244,6 +298,11 @@ pub struct Ticker {
     interval: Duration,
     end: Option<Instant>,
     index: u64,
+    /// The grid the deadlines are on: the run's start, moved on after a
+    /// stall (see [`Ticker::next`]).
+    origin: Instant,
+    /// The deadline slot of the next tick on that grid.
+    slot: u64,
     last: Instant,
     expired: bool,
 }
@@ -256,6 +315,8 @@ impl Ticker {
             interval,
             end: duration.map(|d| start + d),
             index: 0,
+            origin: start,
+            slot: 0,
             last: start,
             expired: false,
         }
@@ -268,7 +329,17 @@ impl Ticker {
         if self.expired {
             return None;
         }
-        let due = self.start + self.interval.saturating_mul(self.index as u32 + 1);
+        let mut due = self.origin + self.interval.saturating_mul(self.slot as u32 + 1);
+        // A deadline already missed (the process was stopped or starved
+        // past it): the missed ones are not reported one by one as
+        // intervals of no length. The grid moves on, so this interval
+        // (which holds the stall) ends one interval from now.
+        let now = Instant::now();
+        if now >= due {
+            self.origin = now;
+            self.slot = 0;
+            due = now + self.interval;
+        }
         let wake = self.end.map_or(due, |e| e.min(due));
         if stop.sleep_until(wake) {
             return None;
@@ -286,6 +357,7 @@ impl Ticker {
             length: now - self.last,
         };
         self.index += 1;
+        self.slot += 1;
         self.last = now;
         Some(tick)
     }
@@ -306,6 +378,24 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
+
+    #[test]
+    fn missed_deadlines_are_one_interval_not_many_empty_ones() {
+        let stop = StopFlag::default();
+        let start = Instant::now();
+        let mut t = Ticker::new(start, Duration::from_millis(10), None);
+        let first = t.next(&stop).unwrap();
+        assert_eq!(first.index, 0);
+        // The process did not run for 55 ms (5.5 intervals).
+        std::thread::sleep(Duration::from_millis(55));
+        let late = t.next(&stop).unwrap();
+        assert_eq!(late.index, 1);
+        assert!(late.length >= Duration::from_millis(50), "{late:?}");
+        // The next one is a whole interval again.
+        let next = t.next(&stop).unwrap();
+        assert_eq!(next.index, 2);
+        assert!(next.length >= Duration::from_millis(9), "{next:?}");
+    }
 
     #[test]
     fn pop_waits_for_items_and_stops_when_closed() {

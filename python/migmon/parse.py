@@ -9,6 +9,7 @@ library needed.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import stat
@@ -56,6 +57,15 @@ def parse_file(path: str | Path) -> Series:
 
 def parse_text(text: str, label: str = "input") -> Series:
     """Recognises and parses one output."""
+    try:
+        return _parse_text(text.lstrip("\ufeff"), label)
+    except OverflowError as e:
+        raise ParseError(f"{label}: a number too large ({e})") from None
+    except RecursionError:
+        raise ParseError(f"{label}: nested too deeply") from None
+
+
+def _parse_text(text: str, label: str) -> Series:
     numbered = [
         (n, _STAMP.sub("", x.strip())) for n, x in enumerate(text.splitlines(), 1) if x.strip()
     ]
@@ -84,6 +94,8 @@ def _parse_json(numbered: list[tuple[int, str]], label: str) -> Series:
             o = json.loads(line)
         except json.JSONDecodeError as e:
             raise ParseError(f"{label}: line {n}: not JSON ({e.msg})") from None
+        except RecursionError:
+            raise ParseError(f"{label}: line {n}: JSON nested too deeply") from None
         if not isinstance(o, dict):
             raise ParseError(f"{label}: line {n}: not a JSON object")
         objs.append(o)
@@ -91,12 +103,28 @@ def _parse_json(numbered: list[tuple[int, str]], label: str) -> Series:
     try:
         s = parser(objs)
         _check_numbers(s)
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError, ParseError) as e:
+    except (
+        KeyError,
+        TypeError,
+        ValueError,
+        AttributeError,
+        IndexError,
+        OverflowError,
+        ParseError,
+    ) as e:
         # Which line: the first that fails on its own (with the config).
         for i in range(len(objs)):
             try:
                 _check_numbers(parser([objs[0], objs[i]] if i else objs[:1]))
-            except (KeyError, TypeError, ValueError, AttributeError, IndexError, ParseError):
+            except (
+                KeyError,
+                TypeError,
+                ValueError,
+                AttributeError,
+                IndexError,
+                OverflowError,
+                ParseError,
+            ):
                 raise ParseError(f"{label}: line {numbered[i][0]}: {_what(e)}") from None
         raise ParseError(f"{label}: {_what(e)}") from None
     if s.kind != "qemu":
@@ -139,10 +167,14 @@ def _check_numbers(s: Series) -> None:
         for v in values:
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise ParseError(f"{name} is {json.dumps(v)}, not a number")
+            if not math.isfinite(float(v)):
+                raise ParseError(f"{name} is not a finite number")
     for tup in (*s.events, *s.pauses):
         for v in tup:
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise ParseError(f"an event value is {json.dumps(v)}, not a number")
+            if not math.isfinite(float(v)):
+                raise ParseError("an event value is not a finite number")
 
 
 def _what(e: BaseException) -> str:
@@ -173,7 +205,10 @@ def _parse_virsh_events(lines: list[str], label: str) -> Series:
     for line in lines:
         m = _VIRSH_EVENT.match(line)
         if m:
-            when = datetime.strptime(m.group(1) + m.group(2), "%Y-%m-%d %H:%M:%S.%f%z")
+            try:
+                when = datetime.strptime(m.group(1) + m.group(2), "%Y-%m-%d %H:%M:%S.%f%z")
+            except ValueError:
+                raise ParseError(f"{label}: an impossible date or zone: {m.group(1)}") from None
             stamped.append((when.timestamp(), m.group(3)))
     return _qemu_events(stamped, label)
 

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::mem::region::{PageSize, Region, DIRTY_STEP};
 use crate::mem::worker::{prefault, Job, WorkerStats};
-use crate::run::{lock, Background, Ctx, Ticker};
+use crate::run::{lock, spawn_scoped, Background, Ctx, Ticker};
 use crate::stats::{LatencyHistogram, Percentiles};
 use crate::units::{self, de, MB};
 
@@ -464,10 +464,14 @@ fn run(
     let t_prefault = Instant::now();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
     let pf_threads = cpus.min(steps).max(1);
+    // A prefault thread that cannot be started: this thread does its part.
     std::thread::scope(|s| {
         for i in 0..pf_threads {
             let (first, count) = split(steps, pf_threads, i);
-            s.spawn(move || prefault(region, first, count, &progress.prefaulted, &ctx.stop));
+            let f = move || prefault(region, first, count, &progress.prefaulted, &ctx.stop);
+            if spawn_scoped(s, "prefault", f).is_err() {
+                prefault(region, first, count, &progress.prefaulted, &ctx.stop);
+            }
         }
     });
     let prefault_s = t_prefault.elapsed().as_secs_f64();
@@ -488,10 +492,10 @@ fn run(
     });
     let mut samples = Vec::new();
     let mut total_hist = LatencyHistogram::new();
-    let ready = std::sync::Barrier::new(threads as usize + 1);
+    let ready = crate::run::Gate::default();
     let mut clocks = None;
-    let results: Vec<Result<u64>> = std::thread::scope(|s| {
-        let handles: Vec<_> = stats
+    let results: Vec<Result<u64>> = std::thread::scope(|s| -> Result<Vec<Result<u64>>> {
+        let handles = stats
             .iter()
             .enumerate()
             .map(|(i, st)| {
@@ -511,7 +515,7 @@ fn run(
                     stats: st,
                     ready: Some(&ready),
                 };
-                s.spawn(move || {
+                spawn_scoped(s, "mm_dirty", move || {
                     let r = job.run();
                     if r.is_err() {
                         job.stop.stop();
@@ -519,9 +523,19 @@ fn run(
                     r
                 })
             })
-            .collect();
+            .collect::<Result<Vec<_>>>();
+        let handles = match handles {
+            Ok(h) => h,
+            Err(e) => {
+                // A worker could not be started: the ones that were are
+                // let go without dirtying, and the run ends with the error.
+                ready.call_off();
+                ctx.stop.stop();
+                return Err(e);
+            }
+        };
         // Every worker set up: the run (its clock, its length) starts now.
-        ready.wait();
+        ready.open_when(threads as usize);
         let cpu_start = crate::pace::process_cpu_s();
         let start = Instant::now();
         let mut ticker = Ticker::new(start, interval, duration);
@@ -537,14 +551,14 @@ fn run(
         );
         clocks = Some((cpu_start, start, pauses));
         progress.set_phase(Phase::Stopping, ctx);
-        handles
+        Ok(handles
             .into_iter()
             .map(|h| {
                 h.join()
                     .unwrap_or_else(|_| Err(Error::Internal("a dirty worker panicked".into())))
             })
-            .collect()
-    });
+            .collect())
+    })?;
     let (cpu_start, start, mut pauses) = clocks.expect("the sampler ran");
     let duration_s = start.elapsed().as_secs_f64();
     let cpu_s = crate::pace::process_cpu_s() - cpu_start;

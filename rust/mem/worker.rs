@@ -112,7 +112,7 @@ pub(crate) struct Job<'a> {
     pub stats: &'a WorkerStats,
     /// Waited on once set up, so that every clock starts when all the
     /// workers are ready (spawning a thousand takes a while).
-    pub ready: Option<&'a std::sync::Barrier>,
+    pub ready: Option<&'a crate::run::Gate>,
 }
 
 /// A worker's position, enough to know what every page should hold.
@@ -175,8 +175,11 @@ impl Job<'_> {
     pub(crate) fn run(&self) -> Result<u64> {
         tighten_timer_slack();
         let mut st = self.initial_state();
-        if let Some(b) = self.ready {
-            b.wait();
+        if let Some(gate) = self.ready {
+            if !gate.arrive() {
+                // Another worker could not be started: the run is off.
+                return Ok(0);
+            }
         }
         if self.pattern == Pattern::Once {
             while !self

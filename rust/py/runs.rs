@@ -161,8 +161,19 @@ macro_rules! run_class {
             /// (or the run has ended and every item was taken).
             #[pyo3(signature = (timeout_s=0.1))]
             fn next(&self, py: Python<'_>, timeout_s: f64) -> PyResult<Option<Py<PyAny>>> {
-                let t = poll_timeout(timeout_s);
-                py.detach(|| self.bg().next(t)).map(|m| $conv(py, m)).transpose()
+                // Waited in slices, so Ctrl-C is seen within one (as in
+                // iteration and wait()), not at the end of a long timeout.
+                let deadline = std::time::Instant::now() + poll_timeout(timeout_s);
+                loop {
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    if let Some(m) = py.detach(|| self.bg().next(left.min(SLICE))) {
+                        return Ok(Some($conv(py, m)?));
+                    }
+                    if left <= SLICE || self.bg().is_done() {
+                        return Ok(None);
+                    }
+                    py.check_signals()?;
+                }
             }
 
             /// Every item ready now, without waiting.

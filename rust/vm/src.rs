@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::pace::{Pacer, StopFlag};
 use crate::rng::WyRand;
-use crate::run::{lock, Background, Ctx, Ticker};
+use crate::run::{lock, spawn_scoped, Background, Ctx, Ticker};
 use crate::sock::{connect_tcp, resolve};
 use crate::units::{self, de, MB};
 use crate::vm::frame::FrameReader;
@@ -654,22 +654,31 @@ fn run(
     let mut samples = Vec::new();
     let mut ticker = Ticker::new(start, plan.interval, plan.duration);
     std::thread::scope(|s| {
+        // A thread that cannot be started (an address space or pids limit)
+        // ends the run with that reason; the others see the shutdown.
+        macro_rules! start {
+            ($name:expr, $f:expr) => {
+                if let Err(e) = spawn_scoped(s, $name, $f) {
+                    sh.fail((VmSrcEnd::Error, e.to_string()));
+                }
+            };
+        }
         let preempt_reader = preempt.as_ref().and_then(|p| p.try_clone().ok());
-        s.spawn(|| {
+        start!("vm-src-requests", || {
             if let Err(e) = answer_requests(plan, sh, main, preempt) {
                 sh.fail(describe(&e));
             }
         });
         if let Some(pr) = preempt_reader {
             let pw = pr.try_clone().ok();
-            s.spawn(move || {
+            start!("vm-src-preempt", move || {
                 if let Err(e) = answer_requests(plan, sh, pr, pw) {
                     sh.fail(describe(&e));
                 }
             });
         }
         if cfg.precopy && channels.is_empty() {
-            s.spawn(|| {
+            start!("vm-src-precopy", || {
                 if let Err(e) = precopy_main(plan, sh) {
                     sh.fail(describe(&e));
                 }
@@ -677,7 +686,7 @@ fn run(
         }
         for (k, c) in channels.into_iter().enumerate() {
             let next = &next_page;
-            s.spawn(move || {
+            start!("vm-src-multifd", move || {
                 if let Err(e) = precopy_multifd(plan, sh, c, k, next) {
                     let (end, why) = describe(&e);
                     sh.fail((end, format!("multifd channel {k}: {why}")));

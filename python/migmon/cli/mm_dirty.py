@@ -85,16 +85,23 @@ def _prefault_progress(run: DirtyWorkload, out: TextIO) -> None:
             bar.update(task, completed=run.prefault_progress[0])
         return
     dots = 0
-    while True:
-        prefaulting = run.phase == "prefaulting"
-        gb = run.prefault_progress[0] // _PAGES_PER_GB
-        if gb > dots:
-            out.write("." * (gb - dots))
+    try:
+        while True:
+            prefaulting = run.phase == "prefaulting"
+            gb = run.prefault_progress[0] // _PAGES_PER_GB
+            if gb > dots:
+                out.write("." * (gb - dots))
+                out.flush()
+                dots = gb
+            if not prefaulting:
+                break
+            time.sleep(0.05)
+    except KeyboardInterrupt:
+        # Stopped while prefaulting: the summary starts a line of its own.
+        if dots:
+            out.write("\n")
             out.flush()
-            dots = gb
-        if not prefaulting:
-            break
-        time.sleep(0.05)
+        raise
     say("done", out)
 
 
@@ -261,6 +268,9 @@ def mm_dirty_command(
             emit(summary)
         if max_pause_ms is not None and _verdict(summary, max_pause_ms, json_out, out):
             return EXIT_LIMIT
+    if not summary.completed_prefault:
+        # Interrupted before anything was dirtied (the README's 130).
+        return 130
     return 0
 
 

@@ -42,7 +42,7 @@ from migmon.cli._common import (
     say,
 )
 from migmon.errors import ConfigError
-from migmon.output import emit, emit_config, print_summary, show_timestamps
+from migmon.output import emit, emit_config, emit_json, print_summary, show_timestamps
 from migmon.output.vm import host_of, latency_line, session_lines, speed_line, src_summary_lines
 
 _TESTS = ("precopy", "postcopy")
@@ -255,6 +255,7 @@ def _run_dst(cfg: VmDestinationConfig, show: Show) -> int:
         if json_out:
             emit_config("vm", cfg, role="dst", version=__version__, address=d.address)
         reported: set[int] = set()
+        rejected = [0]
 
         def ended(s: VmSessionSummary) -> None:
             reported.add(s.session)
@@ -276,12 +277,34 @@ def _run_dst(cfg: VmDestinationConfig, show: Show) -> int:
                 return
             elif isinstance(m, VmRejected):
                 # Refusals in a burst come as one message, "N more connections".
-                who = m.peer if m.peer.endswith("connections") else f"a connection from {m.peer}"
+                burst = m.peer.endswith("connections")
+                rejected[0] += (
+                    int(m.peer.split()[0]) if burst and m.peer.split()[0].isdigit() else 1
+                )
+                who = m.peer if burst else f"a connection from {m.peer}"
                 say(f"Rejected {who}: {m.reason}", out)
             if json_out:
                 emit(m)
 
-        for s in drive(d, on_message):
+        sessions = list(drive(d, on_message))
+        for s in sessions:
             if s.session not in reported:
                 ended(s)
+        # The end of the run, also without a session: what it received.
+        total = sum(s.bytes for s in sessions)
+        say(
+            f"Summary: {len(sessions)} session(s), received {total / 1e6:.0f} MB, "
+            f"{rejected[0]} connection(s) rejected",
+            out,
+        )
+        if json_out:
+            emit_json(
+                {
+                    "type": "summary",
+                    "role": "dst",
+                    "sessions": len(sessions),
+                    "bytes": total,
+                    "rejected": rejected[0],
+                }
+            )
     return 0

@@ -1,0 +1,209 @@
+"""The third hostile pass (issue 22): each test failed before its fix."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import MIG_MON, assert_one_line_error, cli, free_port
+
+BIG = str(10**400)
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        (
+            "big.json",
+            '{"type":"config","tool":"client","start_unix_s":1796000000.0}\n'
+            '{"type":"event","start_offset_s":1,"start_unix_s":1796000001,'
+            f'"gap_ms":{BIG},"blackout_ms":1}}\n',
+        ),
+        (
+            "inf.json",
+            '{"type":"config","tool":"client","start_unix_s":1796000000.0}\n'
+            '{"type":"event","start_offset_s":1e999,"start_unix_s":1,"gap_ms":1,"blackout_ms":1}\n',
+        ),
+        ("deep.json", '{"a":' * 100000 + "1" + "}" * 100000 + "\n"),
+        ("virsh.log", "2026-13-45 10:00:00.100000+0000: event STOP for domain 'g': <null>\n"),
+        (
+            "qmp.json",
+            f'{{"timestamp": {{"seconds": {BIG}, "microseconds": 0}}, "event": "STOP"}}\n',
+        ),
+        ("bom.log", "\ufeffhello\n"),
+    ],
+)
+def test_plot_of_malformed_input_is_one_line_not_an_internal_error(
+    tmp_path: Path, name: str, content: str
+) -> None:
+    f = tmp_path / name
+    f.write_text(content)
+    err = assert_one_line_error(cli("plot", str(f), "-o", str(tmp_path / "x.png")), 2)
+    assert "internal error" not in err
+
+
+def test_plot_reads_a_utf8_bom(tmp_path: Path) -> None:
+    f = tmp_path / "spike.log"
+    f.write_text("\ufeff1700000000,18446744073709551615\n1700000010,300\n")
+    r = cli("plot", str(f), "-o", str(tmp_path / "x.png"))
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["mm_dirty", "-m", "16", "-r", "10", "--duration", "0.5", "--json"],
+        ["server_rr", "-p", "{port}", "--duration", "0.5", "--json"],
+        ["server", "-p", "{port}", "--duration", "0.5", "--json"],
+        ["vm", "-d", "-p", "{port}", "--duration", "0.5", "--json"],
+    ],
+    ids=lambda a: a[0] + (" -d" if "-d" in a else ""),
+)
+def test_a_closed_stderr_does_not_stop_the_measurement(args: list[str]) -> None:
+    """`--json 2>&-`: the run goes on, its JSON is complete, exit 0."""
+    port = str(free_port())
+    argv = [a.replace("{port}", port) for a in args]
+    p = subprocess.run(
+        [*MIG_MON, *argv], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        timeout=60, check=False, pass_fds=(), preexec_fn=_close_stderr,
+    )  # fmt: skip
+    assert p.returncode == 0, p
+    assert '"type":"summary"' in p.stdout.replace(" ", "")
+
+
+def _close_stderr() -> None:
+    import os
+
+    os.close(2)
+
+
+def test_python_api_survives_no_stderr() -> None:
+    code = "import sys; sys.stderr = None; import migmon; print(migmon.__version__)"
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert p.returncode == 0, p.stderr
+
+
+def test_sigterm_while_prefaulting_ends_the_dots_and_exits_130() -> None:
+    import signal
+    import time
+
+    from conftest import popen_cli
+
+    p = popen_cli("mm_dirty", "-m", "8G", "-r", "10")
+    try:
+        assert p.stdout is not None
+        for line in p.stdout:  # wait for the prefault banner
+            if "Prefault Memory" in line:
+                break
+        time.sleep(1.5)
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=60)
+    finally:
+        p.kill()
+    assert p.returncode == 130, err
+    assert any(line.startswith("Summary:") for line in out.splitlines()), out
+    assert "stopped while prefaulting" in out
+
+
+def test_a_long_stop_is_one_long_interval_not_empty_ones() -> None:
+    """After a 2.5 s SIGSTOP the missed intervals are one, with a length:
+    no 'time (ms): 0' line, no rate of 0 in the summary's minimum."""
+    import json
+    import os
+    import signal
+    import time
+
+    from conftest import popen_cli
+
+    p = popen_cli("mm_dirty", "-m", "64", "-r", "50", "--json")
+    try:
+        time.sleep(1.5)
+        os.kill(p.pid, signal.SIGSTOP)
+        time.sleep(2.5)
+        os.kill(p.pid, signal.SIGCONT)
+        time.sleep(2.2)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=30)
+    finally:
+        p.kill()
+    assert p.returncode == 0, err
+    samples = [o for o in map(json.loads, out.splitlines()) if o["type"] == "sample"]
+    assert all(s["duration_ms"] >= 500 for s in samples), [s["duration_ms"] for s in samples]
+    assert max(s["duration_ms"] for s in samples) >= 2500
+    assert "time (ms): 0," not in err
+
+
+def test_next_with_a_long_timeout_is_interrupted_at_once() -> None:
+    """`run.next(60)` ends on Ctrl-C within a slice, not after 60 s."""
+    import signal
+    import time
+
+    code = (
+        "import signal, migmon\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+        "s = migmon.EchoServer(port=0)\n"
+        "print('ready', flush=True)\n"
+        "try:\n"
+        "    s.next(60)\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted', flush=True)\n"
+        "s.stop()\n"
+    )
+    p = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    try:
+        assert p.stdout is not None
+        assert p.stdout.readline().strip() == "ready"
+        time.sleep(0.5)
+        t = time.monotonic()
+        p.send_signal(signal.SIGINT)
+        out, _ = p.communicate(timeout=30)
+        took = time.monotonic() - t
+    finally:
+        p.kill()
+    assert "interrupted" in out
+    assert took < 5, took
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["mm_dirty", "-m", "16", "-T", "64", "--duration", "1"],
+        ["vm", "-s", "-H", "127.0.0.1", "-p", "{port}", "--channels", "64", "--duration", "1"],
+    ],
+    ids=["mm_dirty -T 64", "vm -s --channels 64"],
+)
+def test_threads_that_cannot_start_are_one_line_not_a_panic_or_a_hang(args: list[str]) -> None:
+    """Under an address-space limit a thread start fails: one clear line, an
+    exit, in seconds (it was a panic with a backtrace, then a hang that
+    ignored --duration and signals)."""
+    import shutil
+
+    if shutil.which("prlimit") is None:
+        pytest.skip("no prlimit")
+    from conftest import popen_cli
+
+    port = free_port()
+    dst = None
+    if args[0] == "vm":
+        dst = popen_cli("vm", "-d", "-p", str(port))
+        time.sleep(1.0)
+    argv = [a.replace("{port}", str(port)) for a in args]
+    # 500 MB of address space: Python and the core start, 64 threads with
+    # their stacks do not (root is not held by RLIMIT_NPROC).
+    p = subprocess.run(
+        ["prlimit", f"--as={500 << 20}", "--", *MIG_MON, *argv],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    if dst is not None:
+        dst.terminate()
+        dst.wait(10)
+    assert "panicked" not in p.stderr and "Traceback" not in p.stderr, p.stderr
+    assert p.returncode != 0, p
+    assert "thread" in p.stderr, p.stderr
