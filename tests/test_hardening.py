@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -207,3 +209,65 @@ def test_threads_that_cannot_start_are_one_line_not_a_panic_or_a_hang(args: list
     assert "panicked" not in p.stderr and "Traceback" not in p.stderr, p.stderr
     assert p.returncode != 0, p
     assert "thread" in p.stderr, p.stderr
+
+
+def test_force_with_an_empty_huge_page_pool_is_an_error_not_sigbus() -> None:
+    """`-P 2m --force` skips the available-memory check, but a hugetlb page
+    missing at first touch was a SIGBUS (exit 135, no message)."""
+    pool = Path("/proc/sys/vm/nr_hugepages")
+    if os.geteuid() != 0 or not pool.exists():
+        pytest.skip("needs root to empty the huge page pool")
+    old = pool.read_text().strip()
+    try:
+        pool.write_text("0")
+        p = subprocess.run(
+            [*MIG_MON, "mm_dirty", "-m", "64", "-P", "2m", "--force", "--duration", "0.5"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    finally:
+        pool.write_text(old)
+    assert p.returncode == 1, p
+    assert "huge pages" in assert_one_line_error(p, 1)
+
+
+def test_a_stalled_source_loses_its_slot_after_the_idle_timeout() -> None:
+    """A connection that sends one SEND_PAGE header, then a byte a second,
+    held its --max-connections slot for ever; now the session is closed
+    after --idle-timeout and a real source gets the slot."""
+    import json
+    import socket as so
+    import struct
+
+    from conftest import popen_cli
+
+    port = free_port()
+    dst = popen_cli(
+        "vm", "-d", "-p", str(port), "--bind", "127.0.0.1", "--max-connections", "1",
+        "--idle-timeout", "1.5", "--json",
+    )  # fmt: skip
+    try:
+        time.sleep(1.0)
+        c = so.create_connection(("127.0.0.1", port))
+        c.sendall(struct.pack("<QQ", 0x123, 0))  # SEND_PAGE, page 0: an original source
+        closed_after = None
+        t0 = time.monotonic()
+        for _ in range(8):
+            time.sleep(0.5)
+            try:
+                c.sendall(b"x")  # a trickle: under a page per idle timeout
+            except OSError:
+                closed_after = time.monotonic() - t0
+                break
+        assert closed_after is not None and closed_after < 4.0, closed_after
+        src = subprocess.run(
+            [*MIG_MON, "vm", "-s", "-H", "127.0.0.1", "-p", str(port), "--duration", "1"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        c.close()
+    finally:
+        dst.send_signal(signal.SIGINT)
+        out, _ = dst.communicate(timeout=30)
+    assert src.returncode == 0, src.stderr
+    sessions = [o for o in map(json.loads, out.splitlines()) if o["type"] == "session"]
+    assert sessions[0]["reason"].startswith("idle: less than a page in 1.5 s"), sessions
+    assert len(sessions) == 2 and sessions[1]["reason"] == "source closed", sessions

@@ -586,7 +586,10 @@ class VmDestinationConfig:
     @property
     def duration_s(self) -> float | None:
         """Stop after this many seconds; None = until stopped."""
-    def __init__(self, *, bind: str | None = ..., port: int = ..., vm_size_gb: int = ..., interval_s: float = ..., max_connections: int = ..., duration_s: float | None = ...) -> None: ...
+    @property
+    def idle_timeout_s(self) -> float:
+        """A session that brings less than one page (4 KiB) in this many seconds is stalled, and closed (its slots go to other sources)."""
+    def __init__(self, *, bind: str | None = ..., port: int = ..., vm_size_gb: int = ..., interval_s: float = ..., max_connections: int = ..., duration_s: float | None = ..., idle_timeout_s: float = ...) -> None: ...
     def replace(self, **changes: Any) -> Self:
         """A copy with the given fields changed (validated again)."""
     def to_dict(self) -> dict[str, Any]:

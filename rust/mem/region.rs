@@ -105,8 +105,15 @@ impl Region {
             PageSize::Huge2M => (len_usize, libc::MAP_HUGETLB | (21 << libc::MAP_HUGE_SHIFT)),
             PageSize::Huge1G => (len_usize, libc::MAP_HUGETLB | (30 << libc::MAP_HUGE_SHIFT)),
         };
-        // With --force the user takes the risk of overcommitting.
-        let noreserve = if force { libc::MAP_NORESERVE } else { 0 };
+        // With --force the user takes the risk of overcommitting ordinary
+        // memory. Huge pages are always reserved at mmap: an unreserved
+        // hugetlb page missing at first touch is a SIGBUS, not an error
+        // (`-P 2m --force` with an empty pool died of it, exit 135), so a
+        // short pool fails here, with the hint.
+        let noreserve = match page_size {
+            PageSize::Small | PageSize::Thp if force => libc::MAP_NORESERVE,
+            _ => 0,
+        };
         // SAFETY: an anonymous mapping at an address the kernel picks; the
         // result is checked before use.
         let p = unsafe {

@@ -57,6 +57,7 @@ _FLAGS = {
     "connect_timeout_s": "--connect-timeout",
     "bind": "--bind",
     "max_connections": "--max-connections",
+    "idle_timeout_s": "--idle-timeout",
 }
 
 
@@ -149,6 +150,15 @@ def vm_command(
             max=65536,
         ),
     ] = 256,
+    idle_timeout: Annotated[
+        float,
+        typer.Option(
+            "--idle-timeout",
+            metavar="S",
+            help="Destination: a session that brings less than a page in this many seconds "
+            "is stalled, and closed (its connections go to other sources).",
+        ),
+    ] = 30.0,
 ) -> int:
     """Emulate live-migration TCP streams: precopy (a stream from src to dst),
     postcopy (page requests from dst, answered by src), or both on one socket.
@@ -180,12 +190,13 @@ def vm_command(
             interval_s=interval,
             max_connections=max_connections,
             duration_s=duration,
+            idle_timeout_s=idle_timeout,
         )
         return _run_dst(dcfg, show)
     if host is None:
         raise ConfigError("please specify dst VM address using '-H'")
-    if bind is not None or max_connections != 256:
-        raise ConfigError("--bind and --max-connections are destination options")
+    if bind is not None or max_connections != 256 or idle_timeout != 30.0:
+        raise ConfigError("--bind, --max-connections and --idle-timeout are destination options")
     if return_path not in ("preempt", "main"):
         raise ConfigError(f"unknown --return-path '{return_path}' (expected preempt or main)")
     chosen = set(tests or ["precopy"])

@@ -73,6 +73,10 @@ pub struct VmDestinationConfig {
     /// Stop after this many seconds; None = until stopped.
     #[serde(deserialize_with = "de::opt_float")]
     pub duration_s: Option<f64>,
+    /// A session that brings less than one page (4 KiB) in this many
+    /// seconds is stalled, and closed (its slots go to other sources).
+    #[serde(deserialize_with = "de::float")]
+    pub idle_timeout_s: f64,
 }
 
 impl Default for VmDestinationConfig {
@@ -84,6 +88,7 @@ impl Default for VmDestinationConfig {
             interval_s: 1.0,
             max_connections: 256,
             duration_s: None,
+            idle_timeout_s: 30.0,
         }
     }
 }
@@ -94,6 +99,7 @@ impl VmDestinationConfig {
         vm_pages(self.vm_size_gb)?;
         units::seconds("the interval", self.interval_s)?;
         units::run_length(self.duration_s)?;
+        units::seconds("the idle timeout", self.idle_timeout_s)?;
         if !(1..=65536).contains(&self.max_connections) {
             return Err(Error::config(format!(
                 "max_connections: must be between 1 and 65536, not {}",
@@ -236,6 +242,7 @@ struct Shared {
     stop: StopFlag,
     vm_pages: u64,
     max_connections: usize,
+    idle_timeout: Duration,
     reg: Registry,
     /// Every open connection; each connection's thread removes its own
     /// when it ends.
@@ -266,6 +273,7 @@ impl VmDestination {
             stop: StopFlag::new(),
             vm_pages: vm_pages(cfg.vm_size_gb)?,
             max_connections: cfg.max_connections as usize,
+            idle_timeout: units::seconds("the idle timeout", cfg.idle_timeout_s)?,
             reg: Registry::default(),
             open_conns: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(0),
@@ -442,6 +450,7 @@ fn accept_loop(
             }
         }
         close_overdue_openings(shared, &mut refusals, ctx);
+        close_idle_sessions(shared, ctx);
         refusals.tick(ctx);
         if Instant::now() >= next_tick {
             next_tick += interval;
@@ -453,6 +462,23 @@ fn accept_loop(
     }
     refusals.flush(ctx);
     shared.stop.stop();
+}
+
+/// Ends the sessions that brought less than a page in the idle timeout: a
+/// source that stalls, or trickles a byte a second, must not hold its
+/// connections (and --max-connections slots) for ever.
+fn close_idle_sessions(shared: &Shared, ctx: &Ctx<DstMessage>) {
+    let now = Instant::now();
+    let sessions: Vec<_> = lock(&shared.reg.sessions).values().cloned().collect();
+    for s in sessions {
+        if s.idle_for(now) >= shared.idle_timeout {
+            let why = format!(
+                "idle: less than a page in {} s, closed",
+                shared.idle_timeout.as_secs_f64()
+            );
+            finish(shared, ctx, &s, why);
+        }
+    }
 }
 
 /// Closes the connections that have not said what they are within

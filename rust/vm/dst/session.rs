@@ -9,7 +9,7 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::{VmDstSample, VmSessionSummary};
 use crate::pace::mono_ns;
@@ -83,6 +83,8 @@ pub struct Session {
     conns: Mutex<Vec<TcpStream>>,
     req: Requester,
     last_sample: Mutex<(Instant, u64)>,
+    /// When the bytes last grew by a page, and to what.
+    progress: Mutex<(Instant, u64)>,
 }
 
 fn proto(msg: impl Into<String>) -> io::Error {
@@ -141,7 +143,19 @@ impl Session {
                 total: Mutex::new(LatencyHistogram::new()),
             },
             last_sample: Mutex::new((now, 0)),
+            progress: Mutex::new((now, 0)),
         }
+    }
+
+    /// How long since the session last brought a page's worth of bytes
+    /// (4 KiB): a stalled or trickling source.
+    pub fn idle_for(&self, now: Instant) -> Duration {
+        let bytes = self.bytes.load(Ordering::Relaxed);
+        let mut p = lock(&self.progress);
+        if bytes >= p.1 + PAGE_SIZE as u64 {
+            *p = (now, bytes);
+        }
+        now.saturating_duration_since(p.0)
     }
 
     /// Adds a connection to close when the session ends.
