@@ -172,5 +172,9 @@ criterion_group!(benches, bench_dirty);
 fn main() {
     benches();
     Criterion::default().configure_from_args().final_summary();
-    ratio_report();
+    // `cargo bench -- --test` (CI: each bench once, that none rots) skips
+    // the seconds-long side-by-side report.
+    if !std::env::args().any(|a| a == "--test") {
+        ratio_report();
+    }
 }
