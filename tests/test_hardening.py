@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -271,3 +272,72 @@ def test_a_stalled_source_loses_its_slot_after_the_idle_timeout() -> None:
     sessions = [o for o in map(json.loads, out.splitlines()) if o["type"] == "session"]
     assert sessions[0]["reason"].startswith("idle: less than a page in 1.5 s"), sessions
     assert len(sessions) == 2 and sessions[1]["reason"] == "source closed", sessions
+
+
+def test_plot_of_ten_thousand_events_is_seconds_not_minutes(tmp_path: Path) -> None:
+    """10,000 downtime events were not plotted within 120 s (a patch and a
+    label each); a generous bound for a loaded machine: 60 s."""
+    import json
+
+    lines = ['{"type":"config","tool":"client","start_unix_s":1796000000.0}']
+    for i in range(10_000):
+        lines.append(
+            json.dumps(
+                {
+                    "type": "event",
+                    "start_offset_s": i * 0.1,
+                    "start_unix_s": 1796000000.0 + i * 0.1,
+                    "gap_ms": 20.0 + i % 50,
+                    "blackout_ms": 10.0 + i % 50,
+                }
+            )
+        )
+    f = tmp_path / "many.json"
+    f.write_text("\n".join(lines) + "\n")
+    t = time.monotonic()
+    r = cli("plot", str(f), "-o", str(tmp_path / "many.png"))
+    took = time.monotonic() - t
+    assert r.returncode == 0, r.stderr
+    assert took < 60, took
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_signal_while_connecting_ends_vm_source_at_once(sig: str) -> None:
+    """A destination whose SYNs go unanswered (a listener that never
+    accepts, its queue full) held `vm -s --connect-timeout 20` for 19 s
+    after Ctrl-C; SIGTERM killed it with no message. Now: one line and 130
+    within a few seconds."""
+    import socket as so
+
+    from conftest import popen_cli
+
+    # A listener with backlog 0 that never accepts: after it fills, further
+    # SYNs are dropped, so connect() waits.
+    lst = so.socket(so.AF_INET, so.SOCK_STREAM)
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(0)
+    port = lst.getsockname()[1]
+    fillers = []
+    for _ in range(4):
+        f = so.socket(so.AF_INET, so.SOCK_STREAM)
+        f.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            f.connect(("127.0.0.1", port))
+        fillers.append(f)
+    time.sleep(0.3)
+    p = popen_cli("vm", "-s", "-H", "127.0.0.1", "-p", str(port), "--connect-timeout", "20")
+    try:
+        time.sleep(1.5)
+        t = time.monotonic()
+        p.send_signal(getattr(signal, sig))
+        _out, err = p.communicate(timeout=30)
+        took = time.monotonic() - t
+    finally:
+        p.kill()
+        for f in fillers:
+            f.close()
+        lst.close()
+    assert took < 5, (took, err)
+    assert p.returncode == 130, (p.returncode, err)
+    assert "interrupted while connecting" in err

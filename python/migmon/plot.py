@@ -149,10 +149,18 @@ def _plot_downtime(series: Sequence[Series]) -> Figure:
                 continue
             ax.vlines(xs, 0, gaps, colors=colour, lw=1.5)
             ax.plot(xs, gaps, linestyle="none", marker="o", color=colour, label=group or "event")
-            for x, gap, blackout in s.events:
-                # The blackout is time without the network: shaded on the time axis.
-                ax.axvspan(x, x + blackout / 1000, color=colour, alpha=0.15, lw=0)
-                events.append((x, gap, blackout, colour))
+            # The blackout is time without the network: shaded on the time
+            # axis, all of an input's in one collection (a patch each took
+            # 10-20 ms: 1000 events, 20 s).
+            ax.broken_barh(
+                [(x, blackout / 1000) for x, _, blackout in s.events],
+                (0, 1),
+                transform=ax.get_xaxis_transform(),
+                facecolors=colour,
+                alpha=0.15,
+                lw=0,
+            )
+            events += [(x, gap, blackout, colour) for x, gap, blackout in s.events]
         is_zoom = zoom and ax is axes[1]
         rows = _label_events(ax, events, None if is_zoom else run)
         ax.set_ylabel("Reply gap (ms)")
@@ -361,14 +369,15 @@ def _plot_timeline(series: Sequence[Series]) -> Figure:
                 color=colour,
                 label=f"{s.label}: dirty rate",
             )
-            for k, (x, length_ms) in enumerate(s.pauses):
-                ax.axvspan(
-                    x + shift,
-                    x + shift + length_ms / 1e3,
-                    color="purple",
+            if s.pauses:
+                ax.broken_barh(
+                    [(x + shift, length_ms / 1e3) for x, length_ms in s.pauses],
+                    (0, 1),
+                    transform=ax.get_xaxis_transform(),
+                    facecolors="purple",
                     alpha=0.3,
                     lw=0,
-                    label=f"{s.label}: pause" if k == 0 else None,
+                    label=f"{s.label}: pause",
                 )
         elif s.kind == "vm_src":
             axes["vm_src"].plot(

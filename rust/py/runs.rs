@@ -15,7 +15,7 @@ use pyo3::IntoPyObjectExt;
 use super::data::replaced;
 use crate::downtime::*;
 use crate::mem::{DirtyConfig, DirtyItem, DirtyRun, Phase};
-use crate::run::Background;
+use crate::run::{lock, Background};
 use crate::vm::*;
 
 const SLICE: Duration = Duration::from_millis(100);
@@ -147,7 +147,31 @@ macro_rules! run_class {
             ) -> PyResult<Self> {
                 let cfg = config_of(py, config.as_ref().map(|c| c.get()), kwargs, <$cfg>::default)?;
                 let c = cfg.clone();
-                let inner = py.detach(move || <$inner>::start(c))?;
+                // Started on a thread of its own and waited for in slices,
+                // so Ctrl-C is seen while it connects (a destination that
+                // drops SYNs held it for the whole connect timeout). On an
+                // interrupt the start is left to finish, and dropped.
+                let (tx, rx) = std::sync::mpsc::channel();
+                std::thread::Builder::new()
+                    .name("mig_mon-start".into())
+                    .spawn(move || {
+                        let _ = tx.send(<$inner>::start(c));
+                    })
+                    .map_err(|e| {
+                        pyo3::PyErr::from(crate::Error::resource_io("starting a thread", e))
+                    })?;
+                let rx = std::sync::Mutex::new(rx);
+                let inner = loop {
+                    match py.detach(|| lock(&rx).recv_timeout(SLICE)) {
+                        Ok(r) => break r?,
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => py.check_signals()?,
+                        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                            return Err(pyo3::PyErr::from(crate::Error::Internal(
+                                "the start thread ended without a result".into(),
+                            )))
+                        }
+                    }
+                };
                 Ok(Self { inner, cfg, result: std::sync::OnceLock::new() })
             }
 

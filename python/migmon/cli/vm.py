@@ -40,6 +40,7 @@ from migmon.cli._common import (
     make_config,
     quiet_broken_pipe,
     say,
+    signals_interrupt,
 )
 from migmon.errors import ConfigError
 from migmon.output import emit, emit_config, emit_json, print_summary, show_timestamps
@@ -232,7 +233,14 @@ def _run_src(cfg: VmSourceConfig, show: Show) -> int:
     out, json_out = show.out, show.json_out
     with quiet_broken_pipe():
         say("Start emulation of src VM.", out)
-        run = VmSource(cfg)
+        try:
+            # Ctrl-C, SIGTERM and SIGHUP end the wait for the connections
+            # at once, also when started with SIGINT ignored.
+            with signals_interrupt():
+                run = VmSource(cfg)
+        except KeyboardInterrupt:
+            fail_line(f"interrupted while connecting to {cfg.host}")
+            return 130
         say(f"Connected to dst VM {cfg.host}.", out)
         if json_out:
             emit_config("vm", cfg, role="src", version=__version__)
