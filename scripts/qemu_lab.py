@@ -884,11 +884,17 @@ def rarp_times(pcap: Path) -> list[float]:
 
 
 async def migrate(
-    lab: Lab, src: Qemu, tap: str, args: argparse.Namespace, postcopy: bool = False
+    lab: Lab,
+    src: Qemu,
+    tap: str,
+    args: argparse.Namespace,
+    postcopy: bool = False,
+    multifd: int = 0,
 ) -> tuple[Qemu, dict[str, Any]]:
-    """One migration of the guest from src to a new QEMU on tap: precopy,
-    or postcopy (switched to after the first pass, with the destination
-    measuring how long the vCPU was blocked on pages)."""
+    """One migration of the guest from src to a new QEMU on tap: precopy
+    (over ``multifd`` channels when given), or postcopy (switched to after
+    the first pass, with the destination measuring how long the vCPU was
+    blocked on pages)."""
     dst = await lab.start(tap, incoming=True, extra_trace=POSTCOPY_TRACE if postcopy else ())
     # QEMU's side, recorded by mig_mon itself (events, query-migrate) on
     # each QEMU's second monitor, as a user would with `mig_mon qmp_record`.
@@ -904,6 +910,11 @@ async def migrate(
             "migrate-set-capabilities",
             capabilities=[*caps, {"capability": "postcopy-blocktime", "state": True}],
         )
+    if multifd:
+        for q in (src, dst):
+            caps = [{"capability": "multifd", "state": True}]
+            await q.run("migrate-set-capabilities", capabilities=caps)
+            await q.run("migrate-set-parameters", **{"multifd-channels": multifd})
     await dst.run("migrate-incoming", uri=uri)
     await src.run(
         "migrate-set-parameters",
@@ -959,7 +970,7 @@ async def migrate(
     off_after = await clock_offset()
     ram = q["ram"]
     info = {
-        "kind": "postcopy" if postcopy else "precopy",
+        "kind": "postcopy" if postcopy else f"multifd {multifd}" if multifd else "precopy",
         "dst_tap": tap,
         **(blocktime or {}),
         "start_unix_s": t0,
@@ -967,6 +978,8 @@ async def migrate(
         "downtime_ms": q.get("downtime"),
         "setup_time_ms": q.get("setup-time"),
         "transferred_mb": round(ram["transferred"] / 1e6, 1),
+        "qemu_mbps": ram.get("mbps"),
+        "multifd_bytes": ram.get("multifd-bytes"),
         "dirty_syncs": ram.get("dirty-sync-count"),
         "dirty_pages_rate_mb_s": [round(r, 1) for r in rates],
         "stop_unix_s": stop_t,
@@ -1007,11 +1020,12 @@ async def migrations(lab: Lab, vm: Qemu, args: argparse.Namespace, report: dict[
     migs: list[dict[str, Any]] = []
     try:
         await asyncio.sleep(3)
-        for i in range(args.migrations):
+        plan = [0] * args.migrations + list(args.multifd)
+        for i, channels in enumerate(plan):
             tap = TAPS[(i + 1) % 2]
-            vm, info = await migrate(lab, vm, tap, args)
+            vm, info = await migrate(lab, vm, tap, args, multifd=channels)
             log(
-                f"migration {i + 1}: {info['total_time_ms']} ms, downtime "
+                f"migration {i + 1} ({info['kind']}): {info['total_time_ms']} ms, downtime "
                 f"{info['downtime_ms']} ms, STOP->RESUME {info['stop_to_resume_ms']} ms, "
                 f"{info['dirty_syncs']} dirty syncs, "
                 f"guest clock lag {info['guest_clock_lag_ms']} ms"
@@ -1594,7 +1608,8 @@ def text_report(r: dict[str, Any]) -> str:
         )
     out += [
         "",
-        "migration  total  downtime  STOP->RESUME  guest-clock-lag  wire-outage  "
+        "(all times in ms)",
+        "migration (kind)  total  downtime  STOP->RESUME  guest-clock-lag  wire-outage  "
         "mig_mon-gap  blackout  switchover-pause  syncs  dirty-pages-rate (MB/s, cv)",
     ]
     for i, m in enumerate(r["migrations"], start=1):
@@ -1607,18 +1622,26 @@ def text_report(r: dict[str, Any]) -> str:
         rates = m["dirty_pages_rate_mb_s"]
         mean = sum(rates) / len(rates) if rates else float("nan")
         out.append(
-            f"  {i:>8} {m['total_time_ms']:>6} {m['downtime_ms']:>9} "
+            f"  {i:>2} {m['kind']:<13} {m['total_time_ms']:>6} {m['downtime_ms']:>9} "
             f"{m['stop_to_resume_ms']:>13.1f} "
             f"{m['guest_clock_lag_ms']:>10.1f}+-{m['guest_clock_lag_error_ms']:<4.1f} {wire:>12} "
             f"{gap:>12} {bo:>9} {pause:>17} {m['dirty_syncs']:>6} "
             f"{mean:.1f}, {m.get('dirty_pages_rate_cv_pct', 0):.1f}%"
         )
     c, d, cw = r["client"], r["mm_dirty"], r["client_vs_wire"]
+    at_switchover = sum(len(m["mig_mon_outages"]) for m in r["migrations"])
     out += [
+        "  guest-clock-lag A+-E: the guest's wall clock fell behind the host's by A, measured "
+        "to +-E (half the agent's round trips);",
+        "  switchover-pause L (+S): mm_dirty's pause at the switchover, L long, starting S after "
+        "QEMU's STOP (on the host's clock); syncs: QEMU's dirty-bitmap syncs; cv: coefficient "
+        "of variation of QEMU's dirty-pages-rate.",
         "",
-        f"client: {c['sent']} sent, {c['lost']} lost, {c['events']} events above its threshold "
-        f"{c['threshold_ms']:.1f} ms, {cw['matched']} of them found on the wire "
-        f"(max error {cw['max_gap_error_ms']} ms), {cw['wire_gaps']} such gaps on the wire",
+        f"client: {c['sent']} sent, {c['lost']} lost; {c['events']} gaps above its threshold "
+        f"{c['threshold_ms']:.1f} ms: {at_switchover} are the migrations' outages, the other "
+        f"{c['events'] - at_switchover} short gaps of a loaded TCG guest; {cw['matched']} of "
+        f"them found on the wire (max error {cw['max_gap_error_ms']} ms), {cw['wire_gaps']} "
+        "such gaps on the wire",
         f"mm_dirty: {d['rate_mb_s']:.1f} MB/s through every migration, integrity "
         f"{'OK' if d['verified'] else 'FAILED'} ({d['verified_pages']} pages), {d['pauses']} "
         f"pauses (longest {d['pause_max_ms']:.1f} ms), {d['cpu_pct']:.1f}% CPU",
@@ -1686,6 +1709,15 @@ def main() -> int:
         help="end with a postcopy migration (no probes during it)",
     )
     ap.add_argument("--postcopy-dirty-rate", type=int, default=200)
+    ap.add_argument(
+        "--multifd",
+        type=int,
+        nargs="*",
+        default=[2, 4],
+        metavar="N",
+        help="after the precopy migrations, one multifd migration with each of these "
+        "channel counts (none: --multifd)",
+    )
     ap.add_argument("--downtime-limit-ms", type=int, default=300)
     ap.add_argument("--max-bandwidth-mb", type=int, default=256)
     ap.add_argument("--migration-timeout", type=float, default=300)
@@ -1748,6 +1780,21 @@ def main() -> int:
         )
         log(f"plots: {args.plot}, {timeline}, {phases}")
     print(text_report(report))
+    # What this run left, for a person to open.
+    written = [args.json, args.plot] if args.json or args.plot else []
+    if args.plot:
+        stem = Path(args.plot)
+        written += [
+            str(stem.with_name(stem.stem + "-timeline.png")),
+            str(stem.with_name(stem.stem + "-switchover.png")),
+        ]
+    kept = sorted(
+        str(p)
+        for pat in ("*.json", "*.jsonl", "*.pcap", "q*.trace.log", "q*.serial.log")
+        for p in lab.glob(pat)
+    )
+    print("files written: " + ", ".join(str(w) for w in written if w))
+    print(f"in the lab folder ({lab}; rm -rf it to free the space): " + ", ".join(kept))
     return 0 if report["ok"] else 3
 
 

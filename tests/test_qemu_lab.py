@@ -27,7 +27,7 @@ def test_real_migrations(tmp_path: Path) -> None:
     png = tmp_path / "lab.png"
     p = subprocess.run(
         [sys.executable, str(ROOT / "scripts/qemu_lab.py"), "--migrations", "3",
-         "--json", str(out), "--plot", str(png)],
+         "--multifd", "2", "4", "--json", str(out), "--plot", str(png)],
         capture_output=True, text=True, timeout=1200, check=False,
     )  # fmt: skip
     print(p.stdout)
@@ -37,7 +37,10 @@ def test_real_migrations(tmp_path: Path) -> None:
     failed = [k for k, ok in report["checks"].items() if not ok]
     assert not failed, f"lab checks failed: {failed}\n{p.stdout}"
     assert p.returncode == 0
-    assert len(report["migrations"]) == 3
+    kinds = [m["kind"] for m in report["migrations"]]
+    assert kinds == ["precopy"] * 3 + ["multifd 2", "multifd 4"], kinds
+    # The multifd migrations sent their pages over the channels.
+    assert all(m["multifd_bytes"] > 0 for m in report["migrations"][3:])
     assert png.stat().st_size > 10_000
     # `mig_mon plot` put the client, the guest's mm_dirty and QEMU's events
     # on one wall-clock axis.
