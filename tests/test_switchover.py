@@ -190,13 +190,19 @@ def test_qmp_record_gives_qemu_downtime_and_virsh_log_is_read(tmp_path: Path) ->
             "type": "query_migrate",
             "role": "src",
             "unix_s": STOP + 0.1,
-            "reply": {"status": "completed", "downtime": 12, "total-time": 51},
+            "reply": {
+                "status": "completed",
+                "downtime": 12,
+                "total-time": 51,
+                "ram": {"multifd-bytes": 4096},
+            },
         }
     )
     rec.write_text("".join(json.dumps(o) + "\n" for o in objs))
     client = client_json(tmp_path / "client.json", [(STOP - 0.002, 90.0)])
     [s] = explain_files([client, rec])
     assert s.qemu_downtime_ms == 12.0
+    assert s.kind == "precopy, multifd"  # from the record's query-migrate
     virsh = tmp_path / "virsh.log"
     virsh.write_text(
         "2026-11-30 10:00:00.100000+0000: event STOP for domain 'g': <null>\n"

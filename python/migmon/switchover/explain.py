@@ -205,6 +205,9 @@ def _one(
     notes: list[str] = []
     names = {m.name for m in window}
     kind = "postcopy" if any("postcopy" in n for n in names) else "precopy" if window else "unknown"
+    stop_guess = next((m.t for m in window if m.name in _START_NAMES), None)
+    if kind == "precopy" and _multifd(inputs, stop_guess):
+        kind = "precopy, multifd"
     status = "completed"
     for bad in ("failed", "cancelled"):
         if f"MIGRATION:{bad}" in names:
@@ -420,6 +423,19 @@ def _qemu_downtime(inputs: Inputs, stop: float | None, resume: float | None) -> 
                     return None
                 return float(d)
     return None
+
+
+def _multifd(inputs: Inputs, stop: float | None) -> bool:
+    """Whether the source's query-migrate after the stop counted multifd
+    bytes (the record says so; the events do not)."""
+    if stop is None:
+        return False
+    for t, role, q in sorted(inputs.queries, key=lambda x: x[0]):
+        if t >= stop and role in ("src", "") and q.get("status") == "completed":
+            ram = q.get("ram")
+            mb = ram.get("multifd-bytes") if isinstance(ram, dict) else None
+            return isinstance(mb, (int, float)) and mb > 0 and t - stop <= 60
+    return False
 
 
 def _guest_pause(inputs: Inputs, stop: float | None) -> float | None:
