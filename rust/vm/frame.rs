@@ -22,6 +22,22 @@ impl<R: Read> FrameReader<R> {
         }
     }
 
+    /// The same, but a buffer the machine cannot give is an error to
+    /// report (a connection refused), not an abort of the process.
+    pub fn try_new(inner: R, cap: usize) -> io::Result<Self> {
+        let mut v = Vec::new();
+        v.try_reserve_exact(cap).map_err(|_| {
+            io::Error::new(io::ErrorKind::OutOfMemory, "no memory for a read buffer")
+        })?;
+        v.resize(cap, 0u8);
+        Ok(Self {
+            inner,
+            buf: v.into_boxed_slice(),
+            start: 0,
+            end: 0,
+        })
+    }
+
     /// The next `n` bytes (n <= capacity), reading as needed; EOF before
     /// them is an `UnexpectedEof` error.
     pub fn peek(&mut self, n: usize) -> io::Result<&[u8]> {

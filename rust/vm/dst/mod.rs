@@ -527,6 +527,7 @@ fn spawn_connection(
         .spawn(move || {
             serve_connection(stream, peer, id, &sh, &cx);
             lock(&sh.open_conns).remove(&id);
+            give_back_memory();
         });
     match spawned {
         Ok(h) => {
@@ -561,13 +562,22 @@ fn serve_connection(
     let Ok(read_half) = stream.try_clone() else {
         return;
     };
-    let mut r = FrameReader::new(read_half, READ_BUF);
     let reject = |reason: String| {
         let _ = stream.shutdown(Shutdown::Both);
         ctx.send(DstMessage::Rejected(VmRejected {
             peer: peer.to_string(),
             reason,
         }));
+    };
+    let mut r = match FrameReader::try_new(read_half, READ_BUF) {
+        Ok(r) => r,
+        Err(e) => {
+            // Under an address-space limit a 1 MiB buffer aborted the
+            // whole destination; now the one connection is refused.
+            lock(&shared.open_conns).remove(&id);
+            reject(format!("{e}: closed"));
+            return;
+        }
     };
     let opening = read_opening(&mut r);
     {
@@ -639,6 +649,19 @@ fn serve_connection(
                 }
             }
         }
+    }
+}
+
+/// Returns freed memory to the system: the read buffers of finished
+/// connections (1 MiB each) stay in malloc's arenas otherwise, once glibc
+/// has raised its mmap threshold (an idle destination held 200-240 MB after
+/// three bursts of 250 connections).
+fn give_back_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory of malloc's own; it
+    // takes malloc's locks and is safe to call from any thread.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
