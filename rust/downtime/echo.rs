@@ -160,12 +160,16 @@ impl EchoServer {
     }
 }
 
-/// A reply loop is our own reply coming back from where we sent it, sooner
-/// than any client paces its probes: two echo servers answering each other,
-/// or a datagram spoofed from our own address. A client's next probe (the
-/// original's are always "echo", the same bytes) comes an interval after our
-/// reply, at least a millisecond less its round trip.
-const LOOP_WINDOW_NS: u64 = 300_000;
+/// A reply loop is our own reply coming back from where we sent it: two
+/// echo servers answering each other, or a datagram spoofed from our own
+/// address. One of our probes carries a sequence number that our clients
+/// never send twice, so the same probe again from the same peer is a
+/// reflection, whatever the round trip. Other datagrams (the original's
+/// client sends "echo", the same bytes, every interval of at least 1 ms) are
+/// a reflection when they come back sooner than that: within 900 us of our
+/// reply (a link of up to 0.45 ms each way; the window was 300 us, and two
+/// servers a 0.2 ms link apart reflected each other for ever).
+const LOOP_WINDOW_NS: u64 = 900_000;
 /// Slots of the table of last replies (by peer hash; a collision only
 /// forgets a peer's last reply).
 const LAST_REPLIES: usize = 4096;
@@ -226,7 +230,8 @@ fn serve(sock: &UdpSocket, ctx: &Ctx<NewClient>, c: &Counters, end: Option<Insta
         c.packets.fetch_add(1, Ordering::Relaxed);
         c.bytes.fetch_add(n as u64, Ordering::Relaxed);
         let data = &buf[..n];
-        if Probe::decode(data).is_some() {
+        let ours = Probe::decode(data).is_some();
+        if ours {
             c.probes.fetch_add(1, Ordering::Relaxed);
         }
         let peer = canonical(from);
@@ -236,7 +241,7 @@ fn serve(sock: &UdpSocket, ctx: &Ctx<NewClient>, c: &Counters, end: Option<Insta
         let looped = is_self(peer)
             || (slot.peer == Some(peer)
                 && slot.content == content
-                && now.saturating_sub(slot.at_ns) < LOOP_WINDOW_NS);
+                && (ours || now.saturating_sub(slot.at_ns) < LOOP_WINDOW_NS));
         if looped {
             c.loops_dropped.fetch_add(1, Ordering::Relaxed);
             continue;
@@ -297,6 +302,48 @@ mod tests {
 #[cfg(test)]
 mod loop_tests {
     use super::*;
+
+    /// Another echo server `delay` away (one way, each way): how many times
+    /// `first` bounces between it and ours in a second.
+    fn bounces_with_a_reflector(first: &[u8], delay: Duration) -> (u32, EchoStats) {
+        let a = EchoServer::start(EchoServerConfig {
+            bind: Some("127.0.0.1".into()),
+            port: 0,
+            duration_s: None,
+        })
+        .unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        b.set_read_timeout(Some(Duration::from_millis(200) + 2 * delay))
+            .unwrap();
+        b.send_to(first, a.local_addr()).unwrap();
+        let mut bounces = 0;
+        let mut buf = [0u8; 64];
+        let t = Instant::now();
+        while let Ok((n, from)) = b.recv_from(&mut buf) {
+            bounces += 1;
+            std::thread::sleep(2 * delay);
+            b.send_to(&buf[..n], from).unwrap();
+            if t.elapsed() > Duration::from_secs(1) {
+                break;
+            }
+        }
+        (bounces, a.background().stop().unwrap())
+    }
+
+    #[test]
+    fn a_loop_over_a_link_with_delay_dies_out() {
+        // The original's "echo" over a 0.2 ms link (it went on for ever:
+        // the window was 300 us).
+        let (n, s) = bounces_with_a_reflector(b"echo", Duration::from_micros(200));
+        assert!(n <= 5, "{n} bounces: {s:?}");
+        assert!(s.loops_dropped >= 1);
+        // One of our probes over a 20 ms link: the second time it comes
+        // back, whatever the round trip.
+        let probe = Probe { seq: 7, sent_ns: 1 }.encode();
+        let (n, s) = bounces_with_a_reflector(&probe, Duration::from_millis(10));
+        assert_eq!(n, 1, "{s:?}");
+        assert_eq!(s.loops_dropped, 1);
+    }
 
     #[test]
     fn a_reply_loop_with_another_echo_server_dies_out() {
