@@ -58,7 +58,8 @@ def test_background_form_reads_samples_while_running() -> None:
     with DirtyWorkload(size_mb=64, rate_mb_s=100, interval_s=0.2, threads=2) as w:
         assert w.wait_prefaulted(30)
         time.sleep(0.7)
-        early = w.drain()
+        # Samples, and on a busy machine a pause among them.
+        early = [x for x in w.drain() if isinstance(x, migmon.DirtySample)]
         assert len(early) >= 2
         assert all(x.rate_mb_s > 0 for x in early)
         summary = w.stop()

@@ -174,6 +174,22 @@ def test_next_with_a_long_timeout_is_interrupted_at_once() -> None:
     assert took < 5, took
 
 
+def _pids_cgroup() -> Path | None:
+    """A pids cgroup of this test's own (v1 or v2), or None where there is
+    none to make (not root, no pids controller)."""
+    for base in (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup")):
+        if (base / "cgroup.procs").exists() and os.access(base, os.W_OK):
+            d = base / f"migmon-test-{os.getpid()}"
+            try:
+                d.mkdir()
+            except OSError:
+                continue
+            if (d / "pids.max").exists():
+                return d
+            d.rmdir()
+    return None
+
+
 @pytest.mark.parametrize(
     "args",
     [
@@ -183,33 +199,48 @@ def test_next_with_a_long_timeout_is_interrupted_at_once() -> None:
     ids=["mm_dirty -T 64", "vm -s --channels 64"],
 )
 def test_threads_that_cannot_start_are_one_line_not_a_panic_or_a_hang(args: list[str]) -> None:
-    """Under an address-space limit a thread start fails: one clear line, an
-    exit, in seconds (it was a panic with a backtrace, then a hang that
-    ignored --duration and signals)."""
-    import shutil
-
-    if shutil.which("prlimit") is None:
-        pytest.skip("no prlimit")
+    """Under a pids limit (a cgroup's pids.max) a thread start fails: one
+    clear line, an exit, in seconds (it was a panic with a backtrace, then a
+    hang that ignored --duration and signals). An address-space limit does
+    the same, but where it bites depends on malloc's arenas."""
     from conftest import popen_cli
 
+    cg = _pids_cgroup()
+    if cg is None:
+        pytest.skip("no pids cgroup to make here")
     port = free_port()
     dst = None
-    if args[0] == "vm":
-        dst = popen_cli("vm", "-d", "-p", str(port))
-        time.sleep(1.0)
-    argv = [a.replace("{port}", str(port)) for a in args]
-    # 500 MB of address space: Python and the core start, 64 threads with
-    # their stacks do not (root is not held by RLIMIT_NPROC).
-    p = subprocess.run(
-        ["prlimit", f"--as={500 << 20}", "--", *MIG_MON, *argv],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    if dst is not None:
-        dst.terminate()
-        dst.wait(10)
+    try:
+        if args[0] == "vm":
+            dst = popen_cli("vm", "-d", "-p", str(port))
+            time.sleep(1.0)
+        (cg / "pids.max").write_text("30")
+        argv = [a.replace("{port}", str(port)) for a in args]
+        p = subprocess.run(
+            ["sh", "-c", f'echo $$ > {cg}/cgroup.procs && exec "$@"', "sh", *MIG_MON, *argv],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    finally:
+        if dst is not None:
+            dst.terminate()
+            dst.wait(10)
+        for _ in range(50):
+            try:
+                cg.rmdir()
+                break
+            except OSError:
+                time.sleep(0.1)
     assert "panicked" not in p.stderr and "Traceback" not in p.stderr, p.stderr
-    assert p.returncode != 0, p
-    assert "thread" in p.stderr, p.stderr
+    assert p.returncode == 1, p
+    assert "thread" in assert_one_line_error_last(p.stderr), p.stderr
+
+
+def assert_one_line_error_last(stderr: str) -> str:
+    """The last line of stderr, a mig_mon error (a note may come first)."""
+    lines = [x for x in stderr.splitlines() if x.strip()]
+    assert lines and lines[-1].startswith("mig_mon: "), stderr
+    assert sum(x.startswith("mig_mon: ") for x in lines) == 1, stderr
+    return lines[-1]
 
 
 def test_force_with_an_empty_huge_page_pool_is_an_error_not_sigbus() -> None:
