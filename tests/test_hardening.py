@@ -414,3 +414,44 @@ def test_an_idle_destination_gives_its_memory_back() -> None:
         dst.send_signal(signal.SIGINT)
         dst.communicate(timeout=30)
     assert after - start < 60, (start, after)
+
+
+def test_a_destination_at_its_descriptor_limit_still_stops() -> None:
+    """`ulimit -n 40`, connections coming and going, some silent: SIGTERM
+    left vm -d running (a connection thread blocked in a read that neither
+    the opening deadline nor the stop closed). Now it ends within seconds."""
+    import socket as so
+
+    port = free_port()
+    dst = subprocess.Popen(
+        ["prlimit", "--nofile=40:40", "--", *MIG_MON, "vm", "-d", "-p", str(port),
+         "--bind", "127.0.0.1", "-q"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    held = []
+    try:
+        time.sleep(1.5)
+        t_end = time.monotonic() + 3.0
+        while time.monotonic() < t_end:
+            for _ in range(20):
+                try:
+                    c = so.create_connection(("127.0.0.1", port), timeout=1)
+                except OSError:
+                    continue
+                if len(held) < 60:
+                    held.append(c)  # silent: never says what it is
+                else:
+                    c.close()
+            for c in held[:10]:
+                c.close()
+            del held[:10]
+            time.sleep(0.05)
+        t = time.monotonic()
+        dst.send_signal(signal.SIGTERM)
+        dst.communicate(timeout=20)
+        took = time.monotonic() - t
+    finally:
+        for c in held:
+            c.close()
+        dst.kill()
+    assert took < 8, took

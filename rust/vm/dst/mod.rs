@@ -511,15 +511,29 @@ fn spawn_connection(
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_nodelay(true);
     let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
-    if let Ok(c) = stream.try_clone() {
-        lock(&shared.open_conns).insert(
-            id,
-            Conn {
-                stream: c,
-                accepted: Instant::now(),
-                opened: false,
-            },
-        );
+    // A connection is served only once the stop and the opening deadline
+    // can close it: at the descriptor limit the clone that registers it
+    // failed, and its thread blocked in a read that nothing closed (a
+    // destination under `ulimit -n 40` did not stop on SIGTERM).
+    match stream.try_clone() {
+        Ok(c) => {
+            lock(&shared.open_conns).insert(
+                id,
+                Conn {
+                    stream: c,
+                    accepted: Instant::now(),
+                    opened: false,
+                },
+            );
+        }
+        Err(e) => {
+            let _ = stream.shutdown(Shutdown::Both);
+            ctx.send(DstMessage::Rejected(VmRejected {
+                peer: peer.to_string(),
+                reason: format!("no descriptor to serve it ({e}): closed"),
+            }));
+            return;
+        }
     }
     let (sh, cx) = (shared.clone(), ctx.clone());
     let spawned = std::thread::Builder::new()
