@@ -910,10 +910,13 @@ async def migrate(
             "migrate-set-capabilities",
             capabilities=[*caps, {"capability": "postcopy-blocktime", "state": True}],
         )
-    if multifd:
-        for q in (src, dst):
-            caps = [{"capability": "multifd", "state": True}]
-            await q.run("migrate-set-capabilities", capabilities=caps)
+    # Said every time, on both sides: a QEMU that was a multifd destination
+    # keeps the capability as a source (its next precopy migration opened
+    # channels a plain destination refused: "Not a migration stream").
+    for q in (src, dst):
+        caps = [{"capability": "multifd", "state": bool(multifd)}]
+        await q.run("migrate-set-capabilities", capabilities=caps)
+        if multifd:
             await q.run("migrate-set-parameters", **{"multifd-channels": multifd})
     await dst.run("migrate-incoming", uri=uri)
     await src.run(
@@ -927,6 +930,7 @@ async def migrate(
     t0 = time.time()
     await src.run("migrate", uri=uri)
     rates: list[float] = []
+    mbps: list[float] = []
     syncs_seen = -1
     switched_at = None
     while True:
@@ -935,6 +939,8 @@ async def migrate(
         if postcopy and switched_at is None and ram.get("dirty-sync-count", 0) >= 2:
             await src.run("migrate-start-postcopy")
             switched_at = time.time()
+        if q.get("status") == "active" and ram.get("mbps"):
+            mbps.append(float(ram["mbps"]))
         if ram.get("dirty-sync-count", 0) != syncs_seen and ram.get("dirty-pages-rate"):
             syncs_seen = ram["dirty-sync-count"]
             rates.append(ram["dirty-pages-rate"] * ram.get("page-size", 4096) / 2**20)
@@ -979,6 +985,7 @@ async def migrate(
         "setup_time_ms": q.get("setup-time"),
         "transferred_mb": round(ram["transferred"] / 1e6, 1),
         "qemu_mbps": ram.get("mbps"),
+        "qemu_mbps_active_median": round(sorted(mbps)[len(mbps) // 2], 1) if mbps else None,
         "multifd_bytes": ram.get("multifd-bytes"),
         "dirty_syncs": ram.get("dirty-sync-count"),
         "dirty_pages_rate_mb_s": [round(r, 1) for r in rates],
@@ -1435,6 +1442,81 @@ def switchovers(lab: Lab, report: dict[str, Any], probe_ms: float) -> None:
         m["after_resume"] = after_resume(lab, m, s)
 
 
+def emulator_mbit(seconds: float, channels: int) -> float:
+    """`mig_mon vm` precopy over this namespace's loopback (shaped like the
+    migration stream), Mbit/s."""
+    mig_mon = str(Path(sys.executable).parent / "mig_mon")
+    port = "4455"
+    dst = subprocess.Popen(
+        [mig_mon, "vm", "-d", "-p", port, "--bind", "127.0.0.1", "-q", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        time.sleep(1.0)
+        argv = [mig_mon, "vm", "-s", "-H", "127.0.0.1", "-p", port, "--duration", str(seconds)]
+        argv += ["-q"] + (["--channels", str(channels)] if channels else [])
+        sh(*argv, capture_output=True, timeout=seconds + 60)
+        time.sleep(0.5)
+    finally:
+        dst.send_signal(signal.SIGINT)
+        out, _ = dst.communicate(timeout=10)
+    # What the destination received (the source's count includes what its
+    # socket buffers took at the start: 4 channels "sent" 224 Mbit/s over a
+    # 200 Mbit/s link in 4 s).
+    session = next(o for o in json_objs(out) if o.get("type") == "session")
+    return float(session["bytes"]) * 8 / 1e6 / float(session["duration_s"])
+
+
+async def shaped_links(
+    lab: Lab, vm: Qemu, args: argparse.Namespace, report: dict[str, Any]
+) -> Qemu:
+    """The `vm` emulator held against QEMU on the same shaped link: the
+    migration stream's loopback in the lab's namespace shaped with tbf, QEMU
+    migrating with max-bandwidth lifted (precopy, multifd 4), mig_mon vm
+    precopy with 1 and 4 channels. Mbit/s throughout."""
+    lifted = argparse.Namespace(**{**vars(args), "max_bandwidth_mb": 100_000})
+    rows = []
+    for mbit in args.links:
+        burst = "256kb" if mbit <= 500 else "512kb"
+        shape = ["tc", "qdisc", "replace", "dev", "lo", "root", "tbf"]
+        sh(*shape, "rate", f"{mbit}mbit", "burst", burst, "latency", "50ms")
+        try:
+            emu1 = emulator_mbit(args.link_seconds, 0)
+            emu4 = emulator_mbit(args.link_seconds, 4)
+            qemu: dict[str, Any] = {}
+            for channels in (0, 4):
+                tap = TAPS[0] if vm.tap == TAPS[1] else TAPS[1]
+                vm, info = await migrate(lab, vm, tap, lifted, multifd=channels)
+                active_s = (info["total_time_ms"] - (info["setup_time_ms"] or 0)) / 1e3
+                qemu[f"ch{channels}"] = {
+                    "mbps_median": info["qemu_mbps_active_median"],
+                    "avg_mbit": round(info["transferred_mb"] * 8 / active_s, 1),
+                    "transferred_mb": info["transferred_mb"],
+                    "total_time_ms": info["total_time_ms"],
+                }
+        finally:
+            sh("tc", "qdisc", "del", "dev", "lo", "root", check=False)
+        row = {
+            "link_mbit": mbit,
+            "emulator_mbit": round(emu1, 1),
+            "emulator_4ch_mbit": round(emu4, 1),
+            "qemu_mbit": qemu["ch0"]["mbps_median"],
+            "qemu_multifd4_mbit": qemu["ch4"]["mbps_median"],
+            "qemu": qemu,
+        }
+        for k, e, q in (("1ch", emu1, row["qemu_mbit"]), ("4ch", emu4, row["qemu_multifd4_mbit"])):
+            row[f"emulator_vs_qemu_{k}_pct"] = round(100 * (e - q) / q, 1) if q else None
+        log(
+            f"link {mbit} Mbit/s: mig_mon vm {emu1:.0f} (4 channels {emu4:.0f}), QEMU "
+            f"{row['qemu_mbit']} (multifd 4 {row['qemu_multifd4_mbit']}) Mbit/s"
+        )
+        rows.append(row)
+    report["links"] = rows
+    return vm
+
+
 async def run_lab(args: argparse.Namespace, built: dict[str, str]) -> dict[str, Any]:
     accel, why = accel_choice()
     lab = Lab(
@@ -1477,6 +1559,8 @@ async def run_lab(args: argparse.Namespace, built: dict[str, str]) -> dict[str, 
                 )
                 report["dirty_rate"].append(r)
         vm = await migrations(lab, vm, args, report)
+        if args.links:
+            vm = await shaped_links(lab, vm, args, report)
         if args.postcopy:
             try:
                 vm = await postcopy_run(lab, vm, args, report)
@@ -1590,6 +1674,10 @@ def plot(r: dict[str, Any], lab: Path, out: Path) -> None:
     log(f"plot: {out}")
 
 
+def _pct(v: float | None) -> str:
+    return "    -" if v is None else f"{v:>+5.1f}%"
+
+
 def text_report(r: dict[str, Any]) -> str:
     """The report for a person: QEMU's figures next to mig_mon's."""
     g = r["guest"]
@@ -1666,6 +1754,20 @@ def text_report(r: dict[str, Any]) -> str:
             "running between faults without a dirtying step completing",
             "",
         ]
+    if r.get("links"):
+        out += [
+            "mig_mon vm against QEMU on the same tbf-shaped link (Mbit/s; QEMU: the median of "
+            "its ram.mbps while active, max-bandwidth lifted):",
+            "  link  mig_mon-vm  QEMU-precopy  diff   mig_mon-vm-4ch  QEMU-multifd-4  diff",
+        ]
+        for k in r["links"]:
+            out.append(
+                f"  {k['link_mbit']:>4}  {k['emulator_mbit']:>10.0f}  "
+                f"{k['qemu_mbit'] or 0:>12.0f}  "
+                f"{_pct(k['emulator_vs_qemu_1ch_pct'])}  {k['emulator_4ch_mbit']:>14.0f}  "
+                f"{k['qemu_multifd4_mbit'] or 0:>14.0f}  {_pct(k['emulator_vs_qemu_4ch_pct'])}"
+            )
+        out.append("")
     if r.get("switchover_text"):
         out += ["where each outage went (mig_mon switchover):", *r["switchover_text"], ""]
         out.append(
@@ -1709,6 +1811,16 @@ def main() -> int:
         help="end with a postcopy migration (no probes during it)",
     )
     ap.add_argument("--postcopy-dirty-rate", type=int, default=200)
+    ap.add_argument(
+        "--links",
+        type=int,
+        nargs="*",
+        default=[],
+        metavar="MBIT",
+        help="after the migrations, shape the migration stream's link with tbf at each "
+        "rate and hold mig_mon vm against QEMU's own throughput on it (e.g. 200 1000)",
+    )
+    ap.add_argument("--link-seconds", type=float, default=4.0)
     ap.add_argument(
         "--multifd",
         type=int,
