@@ -604,6 +604,7 @@ class Lab:
 
     async def start(self, tap: str, incoming: bool, extra_trace: tuple[str, ...] = ()) -> Qemu:
         from qemu.qmp import QMPClient
+        from qemu.qmp.protocol import ConnectError
 
         self.count += 1
         tag = f"q{self.count}"
@@ -675,7 +676,16 @@ class Lab:
             err = (self.lab / f"{tag}.stderr").read_text()
             raise RuntimeError(f"QEMU {tag} exited: {err.strip()}")
         qmp = QMPClient(tag)
-        await qmp.connect(str(sock))
+        # The socket file exists from QEMU's bind(), a moment before its
+        # listen(): on a busy machine a connect lands in between (refused).
+        for attempt in range(100):
+            try:
+                await qmp.connect(str(sock))
+                break
+            except ConnectError:
+                if attempt == 99 or proc.poll() is not None:
+                    raise
+                await asyncio.sleep(0.05)
         vm = Qemu(tag, tap, proc, qmp, rec_sock=rec, trace_log=trace_log)
         self.started.append(vm)
 

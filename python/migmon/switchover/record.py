@@ -171,13 +171,23 @@ class QmpRecorder:
         try:
             for role, addr in self.addresses.items():
                 c = QMPClient(f"mig_mon-{role}")
-                try:
-                    await asyncio.wait_for(c.connect(addr), self.connect_timeout_s)
-                except (OSError, asyncio.TimeoutError, QMPError) as e:
-                    raise NetworkError(
-                        f"cannot reach the {role} QMP monitor {self.monitors[role]}: "
-                        f"{getattr(e, 'strerror', None) or e or 'timed out'}"
-                    ) from None
+                deadline = time.monotonic() + self.connect_timeout_s
+                while True:
+                    try:
+                        left = max(0.05, deadline - time.monotonic())
+                        await asyncio.wait_for(c.connect(addr), left)
+                        break
+                    except (OSError, asyncio.TimeoutError, QMPError) as e:
+                        # A QEMU just started may have bound its socket but
+                        # not yet listen()ed: refused for a moment.
+                        refused = "refused" in str(e).lower()
+                        if refused and time.monotonic() + 0.05 < deadline:
+                            await asyncio.sleep(0.05)
+                            continue
+                        raise NetworkError(
+                            f"cannot reach the {role} QMP monitor {self.monitors[role]}: "
+                            f"{getattr(e, 'strerror', None) or e or 'timed out'}"
+                        ) from None
                 clients[role] = c
             # The file is written once every monitor answered.
             self._write(
