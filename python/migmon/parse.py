@@ -87,6 +87,18 @@ def _parse_text(text: str, label: str) -> Series:
     raise ParseError(f"{label}: not a spike log, mm_dirty or vm output, nor mig_mon --json output")
 
 
+#: What a parser raises on input of the right kind but the wrong shape.
+_MALFORMED = (
+    KeyError,
+    TypeError,
+    ValueError,
+    AttributeError,
+    IndexError,
+    OverflowError,
+    ParseError,
+)
+
+
 def _parse_json(numbered: list[tuple[int, str]], label: str) -> Series:
     objs: list[dict[str, Any]] = []
     for n, line in numbered:
@@ -103,28 +115,12 @@ def _parse_json(numbered: list[tuple[int, str]], label: str) -> Series:
     try:
         s = parser(objs)
         _check_numbers(s)
-    except (
-        KeyError,
-        TypeError,
-        ValueError,
-        AttributeError,
-        IndexError,
-        OverflowError,
-        ParseError,
-    ) as e:
+    except _MALFORMED as e:
         # Which line: the first that fails on its own (with the config).
         for i in range(len(objs)):
             try:
                 _check_numbers(parser([objs[0], objs[i]] if i else objs[:1]))
-            except (
-                KeyError,
-                TypeError,
-                ValueError,
-                AttributeError,
-                IndexError,
-                OverflowError,
-                ParseError,
-            ):
+            except _MALFORMED:
                 raise ParseError(f"{label}: line {numbered[i][0]}: {_what(e)}") from None
         raise ParseError(f"{label}: {_what(e)}") from None
     if s.kind != "qemu":

@@ -263,18 +263,24 @@ fn serve(sock: &UdpSocket, ctx: &Ctx<NewClient>, c: &Counters, end: Option<Insta
     }
 }
 
+/// An echo server on a free loopback port, for the tests.
+#[cfg(test)]
+fn loopback_server() -> EchoServer {
+    EchoServer::start(EchoServerConfig {
+        bind: Some("127.0.0.1".into()),
+        port: 0,
+        duration_s: None,
+    })
+    .unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn echoes_anything_unchanged() {
-        let srv = EchoServer::start(EchoServerConfig {
-            bind: Some("127.0.0.1".into()),
-            port: 0,
-            duration_s: None,
-        })
-        .unwrap();
+        let srv = loopback_server();
         let c = UdpSocket::bind("127.0.0.1:0").unwrap();
         c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         c.connect(srv.local_addr()).unwrap();
@@ -306,12 +312,7 @@ mod loop_tests {
     /// Another echo server `delay` away (one way, each way): how many times
     /// `first` bounces between it and ours in a second.
     fn bounces_with_a_reflector(first: &[u8], delay: Duration) -> (u32, EchoStats) {
-        let a = EchoServer::start(EchoServerConfig {
-            bind: Some("127.0.0.1".into()),
-            port: 0,
-            duration_s: None,
-        })
-        .unwrap();
+        let a = loopback_server();
         let b = UdpSocket::bind("127.0.0.1:0").unwrap();
         b.set_read_timeout(Some(Duration::from_millis(200) + 2 * delay))
             .unwrap();
@@ -347,12 +348,7 @@ mod loop_tests {
 
     #[test]
     fn a_reply_loop_with_another_echo_server_dies_out() {
-        let a = EchoServer::start(EchoServerConfig {
-            bind: Some("127.0.0.1".into()),
-            port: 0,
-            duration_s: None,
-        })
-        .unwrap();
+        let a = loopback_server();
         // Another echo server, as fast as one can be: it sends back at
         // once whatever arrives.
         let b = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -373,12 +369,7 @@ mod loop_tests {
         assert_eq!(s.loops_dropped, 1);
         // A client whose next probe comes a millisecond later is answered.
         let c = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let a = EchoServer::start(EchoServerConfig {
-            bind: Some("127.0.0.1".into()),
-            port: 0,
-            duration_s: None,
-        })
-        .unwrap();
+        let a = loopback_server();
         c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
         for _ in 0..5 {
             c.send_to(b"echo", a.local_addr()).unwrap();
