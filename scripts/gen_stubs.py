@@ -109,9 +109,9 @@ def py_type(rust: str) -> str:
     m = re.fullmatch(r"Option<(.+)>", rust)
     if m:
         return f"{py_type(m.group(1))} | None"
-    m = re.fullmatch(r"Vec<(.+)>", rust)
+    m = re.fullmatch(r"Vec<(.+)>|\[(.+); .+\]", rust)
     if m:
-        return f"list[{py_type(m.group(1))}]"
+        return f"list[{py_type(m.group(1) or m.group(2))}]"
     m = re.fullmatch(r"BTreeMap<(.+), (.+)>", rust)
     if m:
         return f"dict[{py_type(m.group(1))}, {py_type(m.group(2))}]"
@@ -156,6 +156,8 @@ def render() -> str:
         "",
         "__version__: str",
         "DEFAULT_PORT: int",
+        "#: Upper bounds (seconds) of the latency buckets metrics use; one more, unbounded, follows.",
+        "LATENCY_BUCKETS_S: list[float]",
         "",
         "def parse_size_mb(text: str) -> int:",
         '    """A size such as ``512``, ``16G`` or ``2T`` in MB (MiB)."""',

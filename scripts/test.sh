@@ -7,6 +7,6 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[dev,plot,lab]'
+.venv/bin/python -m pip install -q -e '.[dev,plot,lab,metrics]'
 cargo test --locked
 .venv/bin/python -m pytest "$@"

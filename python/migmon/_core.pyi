@@ -9,6 +9,8 @@ from typing_extensions import Self
 
 __version__: str
 DEFAULT_PORT: int
+#: Upper bounds (seconds) of the latency buckets metrics use; one more, unbounded, follows.
+LATENCY_BUCKETS_S: list[float]
 
 def parse_size_mb(text: str) -> int:
     """A size such as ``512``, ``16G`` or ``2T`` in MB (MiB)."""
@@ -282,6 +284,30 @@ class ProbeStatus:
     @property
     def events(self) -> int:
         """Downtime events so far."""
+    @property
+    def lost(self) -> int:
+        """Probes that got no reply although a later one did (those after the latest reply are still in flight, or in an outage, and not counted)."""
+    @property
+    def duplicates(self) -> int:
+        """Extra copies of answered probes."""
+    @property
+    def reordered(self) -> int:
+        """Replies that came after a reply to a later probe."""
+    @property
+    def skipped(self) -> int:
+        """Send slots skipped because the client itself was stalled."""
+    @property
+    def threshold_ms(self) -> float | None:
+        """Spike threshold, ms (None until the baseline is set)."""
+    @property
+    def total_downtime_ms(self) -> float:
+        """Sum of the events' blackouts, ms."""
+    @property
+    def rtt_buckets(self) -> list[int]:
+        """Round trips per bucket of `LATENCY_BUCKETS_S` (the last: longer), not cumulative (for metrics; not part of the JSON)."""
+    @property
+    def rtt_sum_s(self) -> float:
+        """Sum of every round trip, seconds (for metrics)."""
     def to_dict(self) -> dict[str, Any]:
         """Every field, under the same keys as the JSON output."""
 
@@ -646,6 +672,12 @@ class VmDstSample:
     @property
     def latency(self) -> Percentiles:
         """Page-request latencies in the interval (count 0 without postcopy)."""
+    @property
+    def latency_buckets(self) -> list[int]:
+        """The same per bucket of `LATENCY_BUCKETS_S` (the last: longer), not cumulative (for metrics; not part of the JSON)."""
+    @property
+    def latency_sum_s(self) -> float:
+        """Their sum, seconds (for metrics)."""
     def to_dict(self) -> dict[str, Any]:
         """Every field, under the same keys as the JSON output."""
 
@@ -674,6 +706,12 @@ class VmSessionSummary:
     @property
     def latency(self) -> Percentiles:
         """Page-request latencies over the session."""
+    @property
+    def latency_buckets(self) -> list[int]:
+        """The same per bucket of `LATENCY_BUCKETS_S` (for metrics; not part of the JSON)."""
+    @property
+    def latency_sum_s(self) -> float:
+        """Their sum, seconds (for metrics)."""
     @property
     def reason(self) -> str:
         """Why it ended ("source closed" is a normal end)."""

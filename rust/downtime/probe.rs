@@ -21,7 +21,7 @@ use crate::run::{lock, Background, Ctx};
 use crate::sock::{
     connect_udp, enable_rx_timestamps, recv_stamped, resolve, wait_readable, StampedBatch,
 };
-use crate::stats::{LatencyHistogram, Percentiles};
+use crate::stats::{LatencyBuckets, LatencyHistogram, Percentiles, LATENCY_BUCKETS};
 use crate::units::{self, de};
 
 /// Our own send times are kept for this many probes: a reply is timed by
@@ -176,6 +176,26 @@ pub struct ProbeStatus {
     pub last_rtt_ms: f64,
     /// Downtime events so far.
     pub events: u64,
+    /// Probes that got no reply although a later one did (those after the
+    /// latest reply are still in flight, or in an outage, and not counted).
+    pub lost: u64,
+    /// Extra copies of answered probes.
+    pub duplicates: u64,
+    /// Replies that came after a reply to a later probe.
+    pub reordered: u64,
+    /// Send slots skipped because the client itself was stalled.
+    pub skipped: u64,
+    /// Spike threshold, ms (None until the baseline is set).
+    pub threshold_ms: Option<f64>,
+    /// Sum of the events' blackouts, ms.
+    pub total_downtime_ms: f64,
+    /// Round trips per bucket of `LATENCY_BUCKETS_S` (the last: longer),
+    /// not cumulative (for metrics; not part of the JSON).
+    #[serde(skip)]
+    pub rtt_buckets: [u64; LATENCY_BUCKETS],
+    /// Sum of every round trip, seconds (for metrics).
+    #[serde(skip)]
+    pub rtt_sum_s: f64,
 }
 
 /// The whole run's figures.
@@ -335,6 +355,7 @@ struct Prober<'a> {
     max_seq: Option<u64>,
     answered: SeqSet,
     rtt: LatencyHistogram,
+    rtt_buckets: LatencyBuckets,
     jitter: LatencyHistogram,
     gaps: GapDetector,
     events: Vec<DowntimeEvent>,
@@ -363,6 +384,7 @@ impl<'a> Prober<'a> {
             max_seq: None,
             answered: SeqSet::default(),
             rtt: LatencyHistogram::new(),
+            rtt_buckets: LatencyBuckets::default(),
             jitter: LatencyHistogram::new(),
             gaps: GapDetector::new(
                 cfg.threshold.map(|t| t.as_nanos() as u64),
@@ -545,6 +567,7 @@ impl<'a> Prober<'a> {
         self.received += 1;
         self.last_rtt_ns = arrival.saturating_sub(sent_ns);
         self.rtt.record(self.last_rtt_ns);
+        self.rtt_buckets.record(self.last_rtt_ns);
         let hi_before = self.max_seq;
         match self.max_seq {
             Some(m) if p.seq < m => self.reordered += 1,
@@ -628,6 +651,16 @@ impl<'a> Prober<'a> {
             since_last_reply_ms: ms(self.gaps.last_ns().map_or(0, |l| now.saturating_sub(l))),
             last_rtt_ms: ms(self.last_rtt_ns),
             events: self.totals.count,
+            lost: self
+                .max_seq
+                .map_or(0, |m| (m + 1).saturating_sub(self.received)),
+            duplicates: self.duplicates,
+            reordered: self.reordered,
+            skipped: self.skipped,
+            threshold_ms: self.gaps.threshold_ns().map(ms),
+            total_downtime_ms: self.totals.total_blackout_ms,
+            rtt_buckets: self.rtt_buckets.counts,
+            rtt_sum_s: self.rtt_buckets.sum_ns as f64 / 1e9,
         };
         *lock(self.status) = st;
     }

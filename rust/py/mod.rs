@@ -24,6 +24,11 @@ fn parse_size_mb(text: &str) -> PyResult<u64> {
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", crate::VERSION)?;
     m.add("DEFAULT_PORT", crate::DEFAULT_PORT)?;
+    let bounds: Vec<f64> = crate::stats::LATENCY_BOUNDS_NS
+        .iter()
+        .map(|&ns| ns as f64 / 1e9)
+        .collect();
+    m.add("LATENCY_BUCKETS_S", bounds)?;
     m.add_function(wrap_pyfunction!(parse_size_mb, m)?)?;
     data::register(m)?;
     runs::register(m)?;

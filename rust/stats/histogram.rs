@@ -128,6 +128,17 @@ impl LatencyHistogram {
         out
     }
 
+    /// Calls `f(value_ns, count)` for every recorded value (the value
+    /// standing for its HDR bucket).
+    pub fn for_each(&self, mut f: impl FnMut(u64, u64)) {
+        for v in self.h.iter_recorded() {
+            f(
+                self.h.median_equivalent(v.value_iterated_to()),
+                v.count_at_value(),
+            );
+        }
+    }
+
     /// The label (us) the original prints for bucket `i`.
     pub fn original_bucket_label_us(i: usize) -> u64 {
         1u64 << i

@@ -22,6 +22,7 @@ from migmon.cli._common import (
     EXIT_CORRUPTION,
     EXIT_FAILURE,
     EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
     EXIT_USAGE,
     fail_line,
 )
@@ -190,9 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rv = cmd.main(args=argv, prog_name="mig_mon", standalone_mode=False)
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except typer.Abort:
-        return 130
+        return EXIT_INTERRUPTED
     except typer.Exit as e:
         return int(e.exit_code)
     except ConfigError as e:
@@ -203,13 +204,14 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CORRUPTION
     except MigmonError as e:
         fail_line(str(e))
-        return 1
+        return EXIT_FAILURE
+    except BrokenPipeError:
+        # Help or an error message into a closed pipe (before OSError,
+        # which it is one of).
+        return EXIT_BROKEN_PIPE
     except OSError as e:
         fail_line(str(e))
-        return 1
-    except BrokenPipeError:
-        # Help or an error message into a closed pipe.
-        return EXIT_BROKEN_PIPE
+        return EXIT_FAILURE
     except Exception as e:
         # The parser's own usage errors (typer vendors click, so match by
         # shape rather than by class).
@@ -218,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         ctx = getattr(e, "ctx", None)
         if type(e).__name__ == "NoArgsIsHelpError" and ctx is not None:
             typer.echo(ctx.get_help())
-            return 2
+            return EXIT_USAGE
         fail_line(f"error: {e.format_message()}")
         return int(e.exit_code) if e.exit_code else 2
     except BaseException as e:

@@ -15,6 +15,7 @@ from typing import Annotated, Any, TextIO, TypeVar
 import typer
 
 from migmon.errors import ConfigError
+from migmon.metrics import ToolMetrics
 from migmon.output import stamp
 
 _C = TypeVar("_C")
@@ -31,6 +32,9 @@ EXIT_LIMIT = 5
 #: Standard output was a pipe whose reader went away (as a shell reports a
 #: writer that SIGPIPE ended).
 EXIT_BROKEN_PIPE = 141
+#: Stopped by Ctrl-C (SIGINT) before the run started, or in its start-up
+#: (as a shell reports a process that SIGINT ended).
+EXIT_INTERRUPTED = 130
 #: A bug in mig_mon (an unexpected exception, a panic in the core).
 EXIT_INTERNAL = 70
 
@@ -60,6 +64,26 @@ DurationOpt = Annotated[
         help="Stop after this many seconds.",
         min=0.001,
         show_default="until stopped",
+    ),
+]
+MetricsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--metrics",
+        metavar="[HOST:]PORT",
+        help="Serve the run's figures to Prometheus (OpenMetrics) on this port while it "
+        "goes on; a port alone listens on every address. Needs the 'metrics' extra.",
+        show_default="off",
+    ),
+]
+MetricsLingerOpt = Annotated[
+    float,
+    typer.Option(
+        "--metrics-linger",
+        metavar="S",
+        min=0.0,
+        help="With --metrics: after the run, keep serving its final figures this long, "
+        "for the last scrape.",
     ),
 ]
 IntervalOpt = Annotated[
@@ -149,17 +173,29 @@ def signals_interrupt() -> Iterator[None]:
                 signal.signal(s, h)
 
 
+def _observed(metrics: ToolMetrics, on_item: Callable[[Any], None]) -> Callable[[Any], None]:
+    def both(item: Any) -> None:
+        metrics.observe(item)
+        on_item(item)
+
+    return both
+
+
 def drive(
     run: Any,
     on_item: Callable[[Any], None],
     on_idle: Callable[[], None] | None = None,
     *,
     before: Callable[[], None] | None = None,
+    metrics: ToolMetrics | None = None,
 ) -> Any:
     """The one run loop of every command: items to ``on_item`` as they come,
     ``on_idle`` between polls (live lines), until the run ends or a signal;
     then the items left, and the run's result (``stop()``, which may raise, e.g. a corruption).
-    ``before`` runs first, already under the same signal handling."""
+    ``before`` runs first, already under the same signal handling.
+    ``metrics`` (--metrics) sees every item first."""
+    if metrics is not None:
+        on_item = _observed(metrics, on_item)
     try:
         with signals_interrupt(), contextlib.suppress(KeyboardInterrupt):
             if before is not None:

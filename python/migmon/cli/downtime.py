@@ -40,6 +40,8 @@ from migmon.cli._common import (
     DetailsOpt,
     DurationOpt,
     JsonOpt,
+    MetricsLingerOpt,
+    MetricsOpt,
     QuietOpt,
     Show,
     TimestampsOpt,
@@ -50,6 +52,7 @@ from migmon.cli._common import (
     say,
 )
 from migmon.errors import ConfigError
+from migmon.metrics import EchoMetrics, OneWayMetrics, ProbeMetrics, serving
 from migmon.output import emit, emit_config, emit_json, print_summary, show_timestamps, stamp
 
 if TYPE_CHECKING:
@@ -195,6 +198,8 @@ def client_command(
             show_default="none",
         ),
     ] = None,
+    metrics: MetricsOpt = None,
+    metrics_linger: MetricsLingerOpt = 0.0,
 ) -> int:
     """Probe a UDP echo server ('server_rr', in the guest) every INTERVAL_MS
     and report the gaps in its replies: downtime events, loss, round trips.
@@ -217,9 +222,10 @@ def client_command(
     out = show.out
     recorder = _qmp_recorder(qmp, qmp_out)
     events: list[DowntimeEvent] = []
-    with quiet_broken_pipe():
+    with quiet_broken_pipe(), serving(metrics, metrics_linger) as exporter:
         log = SpikeLog(spike_log)
         run = Prober(cfg)
+        watch = exporter.attach(ProbeMetrics(run, f"{server_ip}:{port}")) if exporter else None
         if recorder is not None:
             recorder.start()
         mode = "one way" if one_way else "round trip"
@@ -250,7 +256,7 @@ def client_command(
                 live.show(status_line(_now_ms(), st.max_gap_ms, cur))
 
         try:
-            summary = drive(run, on_message, on_idle)
+            summary = drive(run, on_message, on_idle, metrics=watch)
         finally:
             if recorder is not None:
                 recorder.stop()
@@ -403,14 +409,18 @@ def server_rr_command(
     quiet: QuietOpt = False,
     details: DetailsOpt = False,
     timestamps: TimestampsOpt = False,
+    metrics: MetricsOpt = None,
+    metrics_linger: MetricsLingerOpt = 0.0,
 ) -> int:
     """UDP echo server, to run in the guest: every datagram goes back
     unchanged. Serves any number of clients; Ctrl-C or SIGTERM to stop."""
     show_timestamps(timestamps)
     cfg = make_config(EchoServerConfig, _FLAGS, bind=bind, port=port, duration_s=duration)
     out = Show(json_out, quiet, details).out
-    with quiet_broken_pipe():
+    with quiet_broken_pipe(), serving(metrics, metrics_linger) as exporter:
         srv = EchoServer(cfg)
+        if exporter:
+            exporter.attach(EchoMetrics(srv))
         say(f"listening on UDP port {srv.port}...", out)
         say("allowing multiple clients.", out)
         if json_out:
@@ -462,6 +472,8 @@ def server_command(
     quiet: QuietOpt = False,
     details: DetailsOpt = False,
     timestamps: TimestampsOpt = False,
+    metrics: MetricsOpt = None,
+    metrics_linger: MetricsLingerOpt = 0.0,
 ) -> int:
     """One-way UDP receiver, to run in the guest: measures the gaps between
     each client's packets itself and logs the spikes."""
@@ -475,9 +487,10 @@ def server_command(
         duration_s=duration,
     )
     out = Show(json_out, quiet, details).out
-    with quiet_broken_pipe():
+    with quiet_broken_pipe(), serving(metrics, metrics_linger) as exporter:
         log = SpikeLog(spike_log)
         srv = OneWayServer(cfg)
+        watch = exporter.attach(OneWayMetrics(srv)) if exporter else None
         say(f"listening on UDP port {srv.port}...", out)
         say("allowing multiple clients.", out)
         if json_out:
@@ -515,7 +528,7 @@ def server_command(
                 if srv.client_count > MAX_LIVE_CLIENTS:
                     live.show(f"[{_now_ms()}] {srv.client_count} clients in all")
 
-        summary = drive(srv, on_message, on_idle)
+        summary = drive(srv, on_message, on_idle, metrics=watch)
         live.end()
         log.close()
         for c in summary.clients[:MAX_NAMED_CLIENTS]:

@@ -24,11 +24,14 @@ from migmon import (
     __version__,
 )
 from migmon.cli._common import (
+    EXIT_INTERRUPTED,
     EXIT_LIMIT,
     DetailsOpt,
     DurationOpt,
     IntervalOpt,
     JsonOpt,
+    MetricsLingerOpt,
+    MetricsOpt,
     QuietOpt,
     TimestampsOpt,
     drive,
@@ -37,6 +40,7 @@ from migmon.cli._common import (
     say,
 )
 from migmon.errors import ResourceError
+from migmon.metrics import DirtyMetrics, serving
 from migmon.output import emit, emit_config, emit_json, print_summary, show_timestamps
 from migmon.output.dirty import (
     BANNER_DIRTY,
@@ -189,6 +193,8 @@ def mm_dirty_command(
             show_default="none",
         ),
     ] = None,
+    metrics: MetricsOpt = None,
+    metrics_linger: MetricsLingerOpt = 0.0,
 ) -> int:
     """Generate a constant memory dirty workload.
 
@@ -230,13 +236,14 @@ def mm_dirty_command(
         if not quiet:
             say(sample_line(s) if isinstance(s, DirtySample) else pause_line(s), out)
 
-    with quiet_broken_pipe():
+    with quiet_broken_pipe(), serving(metrics, metrics_linger) as exporter:
         try:
             run = DirtyWorkload(cfg)
         except ResourceError as e:
             # The core names the config field; the user typed a flag.
             msg = str(e).replace("force skips this check", "--force to try anyway")
             raise ResourceError(msg) from None
+        watch = exporter.attach(DirtyMetrics(run, cfg.rate_mb_s)) if exporter else None
         if json_out:
             emit_config(
                 "mm_dirty",
@@ -259,7 +266,7 @@ def mm_dirty_command(
                 for line in BANNER_DIRTY:
                     say(line, out)
 
-        summary = drive(run, on_sample, before=start)
+        summary = drive(run, on_sample, before=start, metrics=watch)
         if cfg.record_latency and summary.buckets_us is not None and not json_out:
             for line in latency_buckets_lines(summary.buckets_us):
                 say(line, out)
@@ -270,7 +277,7 @@ def mm_dirty_command(
             return EXIT_LIMIT
     if not summary.completed_prefault:
         # Interrupted before anything was dirtied (the README's 130).
-        return 130
+        return EXIT_INTERRUPTED
     return 0
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from migmon.cli._common import say
+from migmon.cli._common import EXIT_FAILURE, say
 from migmon.errors import ConfigError
 from migmon.parse import ParseError, parse_file
 
@@ -54,14 +54,14 @@ def plot_command(
         fig = plot_series(series)
     except MatplotlibMissing as e:
         say(f"mig_mon: {e}", sys.stderr)
-        return 1
+        return EXIT_FAILURE
     if title:
         fig.suptitle(title)
     try:
         fig.savefig(output, dpi=120)
     except OSError as e:
         say(f"mig_mon: cannot write {output}: {e.strerror or e}", sys.stderr)
-        return 1
+        return EXIT_FAILURE
     points = sum(len(s.x) for s in series)
     kinds = {s.kind for s in series}
     kind = series[0].kind if len(kinds) == 1 else "timeline of " + ", ".join(sorted(kinds))

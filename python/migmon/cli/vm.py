@@ -27,11 +27,14 @@ from migmon import (
 )
 from migmon.cli._common import (
     EXIT_FAILURE,
+    EXIT_INTERRUPTED,
     EXIT_OK,
     DetailsOpt,
     DurationOpt,
     IntervalOpt,
     JsonOpt,
+    MetricsLingerOpt,
+    MetricsOpt,
     QuietOpt,
     Show,
     TimestampsOpt,
@@ -43,6 +46,7 @@ from migmon.cli._common import (
     signals_interrupt,
 )
 from migmon.errors import ConfigError
+from migmon.metrics import VmDstMetrics, serving
 from migmon.output import emit, emit_config, emit_json, print_summary, show_timestamps
 from migmon.output.vm import host_of, latency_line, session_lines, speed_line, src_summary_lines
 
@@ -160,6 +164,8 @@ def vm_command(
             "is stalled, and closed (its connections go to other sources).",
         ),
     ] = 30.0,
+    metrics: MetricsOpt = None,
+    metrics_linger: MetricsLingerOpt = 0.0,
 ) -> int:
     """Emulate live-migration TCP streams: precopy (a stream from src to dst),
     postcopy (page requests from dst, answered by src), or both on one socket.
@@ -193,11 +199,13 @@ def vm_command(
             duration_s=duration,
             idle_timeout_s=idle_timeout,
         )
-        return _run_dst(dcfg, show)
+        return _run_dst(dcfg, show, metrics, metrics_linger)
     if host is None:
         raise ConfigError("please specify dst VM address using '-H'")
     if bind is not None or max_connections != 256 or idle_timeout != 30.0:
         raise ConfigError("--bind, --max-connections and --idle-timeout are destination options")
+    if metrics is not None:
+        raise ConfigError("--metrics is a destination option (the source runs to its end)")
     if return_path not in ("preempt", "main"):
         raise ConfigError(f"unknown --return-path '{return_path}' (expected preempt or main)")
     chosen = set(tests or ["precopy"])
@@ -240,7 +248,7 @@ def _run_src(cfg: VmSourceConfig, show: Show) -> int:
                 run = VmSource(cfg)
         except KeyboardInterrupt:
             fail_line(f"interrupted while connecting to {cfg.host}")
-            return 130
+            return EXIT_INTERRUPTED
         say(f"Connected to dst VM {cfg.host}.", out)
         if json_out:
             emit_config("vm", cfg, role="src", version=__version__)
@@ -266,11 +274,12 @@ def _run_src(cfg: VmSourceConfig, show: Show) -> int:
     return EXIT_OK
 
 
-def _run_dst(cfg: VmDestinationConfig, show: Show) -> int:
+def _run_dst(cfg: VmDestinationConfig, show: Show, metrics_at: str | None, linger_s: float) -> int:
     out, json_out = show.out, show.json_out
-    with quiet_broken_pipe():
+    with quiet_broken_pipe(), serving(metrics_at, linger_s) as exporter:
         say("Start emulation of dst VM.", out)
         d = VmDestination(cfg)
+        metrics = exporter.attach(VmDstMetrics(d)) if exporter else None
         if json_out:
             emit_config("vm", cfg, role="dst", version=__version__, address=d.address)
         reported: set[int] = set()
@@ -305,9 +314,11 @@ def _run_dst(cfg: VmDestinationConfig, show: Show) -> int:
             if json_out:
                 emit(m)
 
-        sessions = list(drive(d, on_message))
+        sessions = list(drive(d, on_message, metrics=metrics))
         for s in sessions:
             if s.session not in reported:
+                if metrics is not None:
+                    metrics.observe(s)
                 ended(s)
         # The end of the run, also without a session: what it received.
         total = sum(s.bytes for s in sessions)

@@ -28,7 +28,7 @@ use crate::error::{Error, Result};
 use crate::pace::StopFlag;
 use crate::run::{lock, Background, Ctx};
 use crate::sock::{canonical, listen_tcp, wait_readable};
-use crate::stats::Percentiles;
+use crate::stats::{Percentiles, LATENCY_BUCKETS};
 use crate::units::{self, de};
 use crate::vm::frame::FrameReader;
 use crate::vm::src::vm_pages;
@@ -161,6 +161,13 @@ pub struct VmDstSample {
     pub rate_mb_s: f64,
     /// Page-request latencies in the interval (count 0 without postcopy).
     pub latency: Percentiles,
+    /// The same per bucket of `LATENCY_BUCKETS_S` (the last: longer), not
+    /// cumulative (for metrics; not part of the JSON).
+    #[serde(skip)]
+    pub latency_buckets: [u64; LATENCY_BUCKETS],
+    /// Their sum, seconds (for metrics).
+    #[serde(skip)]
+    pub latency_sum_s: f64,
 }
 
 /// A session's figures at its end; also the message that says it ended.
@@ -185,6 +192,13 @@ pub struct VmSessionSummary {
     pub preempt: bool,
     /// Page-request latencies over the session.
     pub latency: Percentiles,
+    /// The same per bucket of `LATENCY_BUCKETS_S` (for metrics; not part
+    /// of the JSON).
+    #[serde(skip)]
+    pub latency_buckets: [u64; LATENCY_BUCKETS],
+    /// Their sum, seconds (for metrics).
+    #[serde(skip)]
+    pub latency_sum_s: f64,
     /// Why it ended ("source closed" is a normal end).
     pub reason: String,
 }

@@ -15,7 +15,7 @@ use super::{VmDstSample, VmSessionSummary};
 use crate::pace::mono_ns;
 use crate::rng::WyRand;
 use crate::run::lock;
-use crate::stats::LatencyHistogram;
+use crate::stats::{LatencyBuckets, LatencyHistogram};
 use crate::units::MB;
 use crate::vm::frame::FrameReader;
 use crate::vm::wire::*;
@@ -215,6 +215,7 @@ impl Session {
         *last = (now, bytes);
         let mut h = lock(&self.req.interval);
         let latency = h.percentiles();
+        let buckets = LatencyBuckets::of(&h);
         lock(&self.req.total).add(&h);
         h.reset();
         VmDstSample {
@@ -225,6 +226,8 @@ impl Session {
             bytes: delta,
             rate_mb_s: delta as f64 / MB as f64 / dt.as_secs_f64().max(1e-9),
             latency,
+            latency_buckets: buckets.counts,
+            latency_sum_s: buckets.sum_ns as f64 / 1e9,
         }
     }
 
@@ -232,6 +235,7 @@ impl Session {
     pub fn summary(&self, reason: String) -> VmSessionSummary {
         let mut total = lock(&self.req.total).clone();
         total.add(&lock(&self.req.interval));
+        let buckets = LatencyBuckets::of(&total);
         VmSessionSummary {
             session: self.id,
             peer: self.peer.clone(),
@@ -240,6 +244,8 @@ impl Session {
             channels: self.channels.load(Ordering::Relaxed),
             preempt: self.preempt.load(Ordering::Relaxed),
             latency: total.percentiles(),
+            latency_buckets: buckets.counts,
+            latency_sum_s: buckets.sum_ns as f64 / 1e9,
             reason,
         }
     }
