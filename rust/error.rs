@@ -8,9 +8,15 @@ use std::io;
 /// Everything that can go wrong in the core, by category.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum Error {
-    /// A value given to mig_mon is out of range or malformed.
-    #[error("{0}")]
-    Config(String),
+    /// A value given to mig_mon is out of range or malformed; `field`
+    /// names the configuration field (the CLI says which flag that is).
+    #[error("{}{msg}", field_prefix(.field))]
+    Config {
+        /// The field the value was given for, if one field is at fault.
+        field: Option<String>,
+        /// One line: what is wrong (without the field's name).
+        msg: String,
+    },
 
     /// The machine cannot give what was asked: memory, huge pages, a
     /// mapping, a thread, a file. `errno` is the OS error, if one caused it.
@@ -55,10 +61,34 @@ pub enum Error {
     Internal(String),
 }
 
+fn field_prefix(field: &Option<String>) -> String {
+    field.as_ref().map(|f| format!("{f}: ")).unwrap_or_default()
+}
+
 impl Error {
-    /// Shorthand for [`Error::Config`].
+    /// A configuration error not tied to one field.
     pub fn config(msg: impl Into<String>) -> Self {
-        Error::Config(msg.into())
+        Error::Config {
+            field: None,
+            msg: msg.into(),
+        }
+    }
+
+    /// A configuration error in `field`.
+    pub fn field(field: impl Into<String>, msg: impl Into<String>) -> Self {
+        Error::Config {
+            field: Some(field.into()),
+            msg: msg.into(),
+        }
+    }
+
+    /// The same error, said of `field` when it names none yet (a value
+    /// checked by a helper that does not know whose it is).
+    pub fn of_field(self, field: &str) -> Self {
+        match self {
+            Error::Config { field: None, msg } => Error::field(field, msg),
+            other => other,
+        }
     }
 
     /// A resource failure with no OS error behind it.

@@ -22,30 +22,37 @@ pub fn num(v: f64) -> String {
 }
 
 /// `s` seconds as a Duration: finite, greater than zero and at most a year;
-/// otherwise a config error naming `what`.
-pub fn seconds(what: &str, s: f64) -> Result<Duration> {
+/// otherwise a config error in `field`.
+pub fn seconds(field: &str, s: f64) -> Result<Duration> {
     if !(s.is_finite() && s > 0.0 && s <= MAX_SECONDS) {
-        return Err(Error::config(format!(
-            "{what} must be greater than 0 and at most {MAX_SECONDS} s, not {}",
-            num(s)
-        )));
+        return Err(Error::field(
+            field,
+            format!(
+                "must be greater than 0 and at most {MAX_SECONDS} s, not {}",
+                num(s)
+            ),
+        ));
     }
     Ok(Duration::from_secs_f64(s))
 }
 
-/// A run's optional length in seconds, checked as [`seconds`] is.
+/// A run's optional length in seconds (`duration_s`), checked as
+/// [`seconds`] is.
 pub fn run_length(duration_s: Option<f64>) -> Result<Option<Duration>> {
-    duration_s.map(|d| seconds("the duration", d)).transpose()
+    duration_s.map(|d| seconds("duration_s", d)).transpose()
 }
 
 /// `ms` milliseconds as a Duration, checked as [`seconds`] is.
-pub fn millis(what: &str, ms: f64) -> Result<Duration> {
+pub fn millis(field: &str, ms: f64) -> Result<Duration> {
     if !(ms.is_finite() && ms > 0.0 && ms <= MAX_SECONDS * 1000.0) {
-        return Err(Error::config(format!(
-            "{what} must be greater than 0 and at most {} ms, not {}",
-            MAX_SECONDS * 1000.0,
-            num(ms)
-        )));
+        return Err(Error::field(
+            field,
+            format!(
+                "must be greater than 0 and at most {} ms, not {}",
+                MAX_SECONDS * 1000.0,
+                num(ms)
+            ),
+        ));
     }
     Ok(Duration::from_secs_f64(ms / 1000.0))
 }

@@ -490,7 +490,9 @@ def test_a_first_reply_gap_of_zero_does_not_make_every_probe_a_spike() -> None:
         sock.close()
     assert r.received == 120
     assert r.threshold_ms is not None and r.threshold_ms >= 10.0, r.threshold_ms
-    assert len(r.events) == 0, [e.gap_ms for e in r.events]
+    # The bug made every one of the 120 probes a spike; a busy machine may
+    # still delay a reply or two (this echo server is a Python thread).
+    assert len(r.events) <= 3, [e.gap_ms for e in r.events]
 
 
 def test_a_stalled_client_says_the_gap_is_its_own(

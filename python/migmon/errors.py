@@ -22,7 +22,12 @@ class MigmonError(Exception):
 
 
 class ConfigError(MigmonError, ValueError):
-    """A value given to mig_mon is out of range or malformed."""
+    """A value given to mig_mon is out of range or malformed. From the
+    core, ``field`` names the configuration field at fault (None when no
+    one field is) and ``reason`` says what is wrong without naming it."""
+
+    field: str | None = None
+    reason: str | None = None
 
 
 class ResourceError(MigmonError, OSError):

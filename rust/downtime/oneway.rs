@@ -48,7 +48,7 @@ impl OneWayServerConfig {
     /// Rejects values a server cannot honour.
     pub fn validate(&self) -> Result<()> {
         if let Some(t) = self.threshold_ms {
-            units::millis("the threshold", t)?;
+            units::millis("threshold_ms", t)?;
         }
         units::run_length(self.duration_s).map(|_| ())
     }
@@ -323,7 +323,7 @@ impl OneWayServer {
     pub fn start(cfg: OneWayServerConfig) -> Result<Self> {
         let fixed = cfg
             .threshold_ms
-            .map(|t| units::millis("the threshold", t))
+            .map(|t| units::millis("threshold_ms", t))
             .transpose()?
             .map(|t| t.as_nanos() as u64);
         let end = units::run_length(cfg.duration_s)?.map(|d| Instant::now() + d);

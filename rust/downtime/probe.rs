@@ -101,24 +101,27 @@ impl ProbeConfig {
 
     fn plan_times(&self) -> Result<(Duration, Option<Duration>, Option<Duration>)> {
         if self.server.trim().is_empty() {
-            return Err(Error::config("the server address is required"));
+            return Err(Error::field("server", "the server address is required"));
         }
         if self.port == 0 {
-            return Err(Error::config("port must not be 0"));
+            return Err(Error::field("port", "must not be 0"));
         }
-        let interval = units::millis("the probe interval", self.interval_ms)?;
+        let interval = units::millis("interval_ms", self.interval_ms)?;
         if self.interval_ms < MIN_INTERVAL_MS {
-            return Err(Error::config(format!(
-                "the probe interval must be at least {MIN_INTERVAL_MS} ms, not {}",
-                units::num(self.interval_ms)
-            )));
+            return Err(Error::field(
+                "interval_ms",
+                format!(
+                    "must be at least {MIN_INTERVAL_MS} ms, not {}",
+                    units::num(self.interval_ms)
+                ),
+            ));
         }
         if self.count == Some(0) {
-            return Err(Error::config("count must be at least 1"));
+            return Err(Error::field("count", "must be at least 1"));
         }
         let threshold = self
             .threshold_ms
-            .map(|t| units::millis("the threshold", t))
+            .map(|t| units::millis("threshold_ms", t))
             .transpose()?;
         let duration = units::run_length(self.duration_s)?;
         Ok((interval, threshold, duration))

@@ -140,62 +140,77 @@ impl DirtyConfig {
     /// Rejects values a run cannot honour, with one line saying which.
     pub fn validate(&self) -> Result<()> {
         if self.size_mb == 0 {
-            return Err(Error::config("memory size must be greater than zero"));
+            return Err(Error::field("size_mb", "must be greater than zero"));
         }
         if self.size_mb.checked_mul(MB).is_none() {
-            return Err(Error::config("memory size too large"));
+            return Err(Error::field("size_mb", "too large"));
         }
         if self.rate_mb_s == Some(0) {
-            return Err(Error::config("dirty rate must be greater than zero"));
+            return Err(Error::field("rate_mb_s", "must be greater than zero"));
         }
         if self.rate_mb_s.is_some_and(|r| r.checked_mul(MB).is_none()) {
-            return Err(Error::config("dirty rate too large"));
+            return Err(Error::field("rate_mb_s", "too large"));
         }
         if self.threads == 0 || self.threads > MAX_THREADS {
-            return Err(Error::config(format!(
-                "threads must be between 1 and {MAX_THREADS}, not {}",
-                self.threads
-            )));
+            return Err(Error::field(
+                "threads",
+                format!("must be between 1 and {MAX_THREADS}, not {}", self.threads),
+            ));
         }
         let steps = self.size_mb * MB / DIRTY_STEP;
         if self.threads as u64 > steps {
-            return Err(Error::config(format!(
-                "{} threads but only {steps} pages of 4 KiB to share",
-                self.threads
-            )));
+            return Err(Error::field(
+                "threads",
+                format!(
+                    "{} threads but only {steps} pages of 4 KiB to share",
+                    self.threads
+                ),
+            ));
         }
         self.interval()?;
         self.duration()?;
         if !(1.0..=10_000.0).contains(&self.pause_ms) {
-            return Err(Error::config(format!(
-                "the pause threshold must be between 1 and 10000 ms, not {}",
-                units::num(self.pause_ms)
-            )));
+            return Err(Error::field(
+                "pause_ms",
+                format!(
+                    "must be between 1 and 10000 ms, not {}",
+                    units::num(self.pause_ms)
+                ),
+            ));
         }
         if !(MIN_PACE_MS..=MAX_PACE_MS).contains(&self.pace_ms) {
-            return Err(Error::config(format!(
-                "the pace step must be between {MIN_PACE_MS} and {MAX_PACE_MS} ms, not {}",
-                units::num(self.pace_ms)
-            )));
+            return Err(Error::field(
+                "pace_ms",
+                format!(
+                    "must be between {MIN_PACE_MS} and {MAX_PACE_MS} ms, not {}",
+                    units::num(self.pace_ms)
+                ),
+            ));
         }
         if !(self.size_mb * MB).is_multiple_of(self.page_size.bytes()) {
-            return Err(Error::config(format!(
-                "memory size {} MB is not a multiple of the {} page size",
-                self.size_mb,
-                self.page_size.name()
-            )));
+            return Err(Error::field(
+                "size_mb",
+                format!(
+                    "{} MB is not a multiple of the {} page size",
+                    self.size_mb,
+                    self.page_size.name()
+                ),
+            ));
         }
         Ok(())
     }
 
     /// The sample interval.
     pub fn interval(&self) -> Result<Duration> {
-        let d = units::seconds("the interval", self.interval_s)?;
+        let d = units::seconds("interval_s", self.interval_s)?;
         if self.interval_s < MIN_INTERVAL_S {
-            return Err(Error::config(format!(
-                "the interval must be at least {MIN_INTERVAL_S} s, not {}",
-                units::num(self.interval_s)
-            )));
+            return Err(Error::field(
+                "interval_s",
+                format!(
+                    "must be at least {MIN_INTERVAL_S} s, not {}",
+                    units::num(self.interval_s)
+                ),
+            ));
         }
         Ok(d)
     }

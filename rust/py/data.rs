@@ -9,7 +9,6 @@ use pyo3::types::{PyDict, PyString};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::errors::config_error;
 use crate::downtime::*;
 use crate::mem::{DirtyConfig, DirtyPause, DirtySample, DirtySummary};
 use crate::stats::Percentiles;
@@ -40,10 +39,10 @@ fn from_kwargs<T: DeserializeOwned>(py: Python<'_>, kw: Option<&Bound<'_, PyDict
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.inner().to_string();
-        config_error(if path == "." || path.is_empty() {
-            inner
+        PyErr::from(if path == "." || path.is_empty() {
+            crate::Error::config(inner)
         } else {
-            format!("{path}: {inner}")
+            crate::Error::field(path, inner)
         })
     })
 }

@@ -24,11 +24,24 @@ fn with_attrs(err: PyErr, attrs: &[(&str, Option<u64>)]) -> PyErr {
     err
 }
 
+fn with_text(err: PyErr, attrs: &[(&str, Option<String>)]) -> PyErr {
+    Python::attach(|py| {
+        let v = err.value(py);
+        for (k, val) in attrs {
+            let _ = v.setattr(*k, val.as_deref());
+        }
+    });
+    err
+}
+
 impl From<Error> for PyErr {
     fn from(e: Error) -> PyErr {
         let msg = e.to_string();
         match e {
-            Error::Config(_) => ConfigError::new_err(msg),
+            Error::Config { field, msg: reason } => with_text(
+                ConfigError::new_err(msg),
+                &[("field", field), ("reason", Some(reason))],
+            ),
             Error::Resource { errno, .. } => with_attrs(
                 ResourceError::new_err(msg),
                 &[("errno", errno.map(|n| n as u64))],
@@ -55,9 +68,4 @@ impl From<Error> for PyErr {
             ),
         }
     }
-}
-
-/// A configuration that could not be read from keyword arguments.
-pub(crate) fn config_error(msg: String) -> PyErr {
-    ConfigError::new_err(msg)
 }

@@ -135,9 +135,10 @@ pub(crate) fn vm_pages(gb: u64) -> Result<u64> {
     gb.checked_mul(1 << 18)
         .filter(|p| *p > 0 && *p < 1 << 52)
         .ok_or_else(|| {
-            Error::config(format!(
-                "VM size must be between 1 GB and 2^34 GB, not {gb}"
-            ))
+            Error::field(
+                "vm_size_gb",
+                format!("must be between 1 GB and 2^34 GB, not {gb}"),
+            )
         })
 }
 
@@ -145,48 +146,60 @@ impl VmSourceConfig {
     /// Rejects combinations a run cannot honour.
     pub fn validate(&self) -> Result<()> {
         if self.host.trim().is_empty() {
-            return Err(Error::config("the destination host is required"));
+            return Err(Error::field("host", "the destination host is required"));
         }
         if self.port == 0 {
-            return Err(Error::config("port must not be 0"));
+            return Err(Error::field("port", "must not be 0"));
         }
         vm_pages(self.vm_size_gb)?;
         if !self.precopy && !self.postcopy {
-            return Err(Error::config(
+            return Err(Error::field(
+                "precopy",
                 "nothing to test: turn on precopy, postcopy or both",
             ));
         }
         if self.channels > 0 && !self.precopy {
-            return Err(Error::config(
+            return Err(Error::field(
+                "channels",
                 "multifd channels carry precopy pages: turn on precopy",
             ));
         }
         if self.channels > MAX_CHANNELS {
-            return Err(Error::config(format!(
-                "at most {MAX_CHANNELS} multifd channels, not {}",
-                self.channels
-            )));
+            return Err(Error::field(
+                "channels",
+                format!(
+                    "at most {MAX_CHANNELS} multifd channels, not {}",
+                    self.channels
+                ),
+            ));
         }
         if self.preempt && !self.postcopy {
-            return Err(Error::config(
+            return Err(Error::field(
+                "preempt",
                 "a preempt connection is for postcopy requests: turn on postcopy",
             ));
         }
         if self.return_path == ReturnPath::Main && !self.preempt {
-            return Err(Error::config(
-                "the main return path is a choice of preempt mode",
+            return Err(Error::field(
+                "return_path",
+                "the main return path is a choice of preempt mode: turn on preempt",
             ));
         }
         match self.max_bandwidth_mb_s {
-            Some(0) => return Err(Error::config("the bandwidth cap must be greater than zero")),
+            Some(0) => {
+                return Err(Error::field(
+                    "max_bandwidth_mb_s",
+                    "must be greater than zero",
+                ))
+            }
             Some(b) if b.checked_mul(MB).is_none() => {
-                return Err(Error::config("the bandwidth cap is too large"))
+                return Err(Error::field("max_bandwidth_mb_s", "too large"))
             }
             _ => {}
         }
         units::run_length(self.duration_s)?;
-        units::seconds("the interval", self.interval_s)?;
-        units::seconds("the connect timeout", self.connect_timeout_s)?;
+        units::seconds("interval_s", self.interval_s)?;
+        units::seconds("connect_timeout_s", self.connect_timeout_s)?;
         Ok(())
     }
 
@@ -397,12 +410,12 @@ impl VmSource {
         let plan = Plan {
             vm_pages: vm_pages(cfg.vm_size_gb)?,
             duration: units::run_length(cfg.duration_s)?,
-            interval: units::seconds("the interval", cfg.interval_s)?,
+            interval: units::seconds("interval_s", cfg.interval_s)?,
             max_bandwidth: cfg.max_bandwidth(),
             cfg,
         };
         let cfg = &plan.cfg;
-        let timeout = units::seconds("the connect timeout", cfg.connect_timeout_s)?;
+        let timeout = units::seconds("connect_timeout_s", cfg.connect_timeout_s)?;
         let mut main = connect_tcp(target, timeout)?;
         let mut channels = Vec::new();
         let mut preempt = None;

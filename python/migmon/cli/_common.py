@@ -228,8 +228,6 @@ def make_config(cls: Callable[..., _C], flags: dict[str, str], **values: Any) ->
     try:
         return cls(**values)
     except ConfigError as e:
-        msg = str(e)
-        field, sep, rest = msg.partition(": ")
-        if sep and field in flags:
-            raise ConfigError(f"{flags[field]}: {rest}") from None
+        if e.field in flags:
+            raise ConfigError(f"{flags[e.field]}: {e.reason}") from None
         raise

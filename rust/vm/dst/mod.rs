@@ -97,14 +97,14 @@ impl VmDestinationConfig {
     /// Rejects values a destination cannot honour.
     pub fn validate(&self) -> Result<()> {
         vm_pages(self.vm_size_gb)?;
-        units::seconds("the interval", self.interval_s)?;
+        units::seconds("interval_s", self.interval_s)?;
         units::run_length(self.duration_s)?;
-        units::seconds("the idle timeout", self.idle_timeout_s)?;
+        units::seconds("idle_timeout_s", self.idle_timeout_s)?;
         if !(1..=65536).contains(&self.max_connections) {
-            return Err(Error::config(format!(
-                "max_connections: must be between 1 and 65536, not {}",
-                self.max_connections
-            )));
+            return Err(Error::field(
+                "max_connections",
+                format!("must be between 1 and 65536, not {}", self.max_connections),
+            ));
         }
         Ok(())
     }
@@ -287,13 +287,13 @@ impl VmDestination {
             stop: StopFlag::new(),
             vm_pages: vm_pages(cfg.vm_size_gb)?,
             max_connections: cfg.max_connections as usize,
-            idle_timeout: units::seconds("the idle timeout", cfg.idle_timeout_s)?,
+            idle_timeout: units::seconds("idle_timeout_s", cfg.idle_timeout_s)?,
             reg: Registry::default(),
             open_conns: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(0),
             workers: Mutex::new(Vec::new()),
         });
-        let interval = units::seconds("the interval", cfg.interval_s)?;
+        let interval = units::seconds("interval_s", cfg.interval_s)?;
         let end = units::run_length(cfg.duration_s)?.map(|d| Instant::now() + d);
         let sh = shared.clone();
         let bg = Background::spawn("vm-dst", move |ctx| {
