@@ -3,16 +3,24 @@
 //!
 //! - [`mem`]: a paced memory dirty workload with an integrity check
 //!   (`mm_dirty`).
-//! - [`net`]: UDP probes for guest network downtime (`server`, `client`).
+//! - [`downtime`]: UDP probes and servers for guest network downtime
+//!   (`server_rr`, `server`, `client`).
+//! - [`vm`]: emulated live-migration streams (`vm -s`, `vm -d`).
+//! - [`flags`]: how the command line spells each configuration field.
+//! - [`run`]: the background-run machinery every tool shares.
 //! - [`stats`]: latency histograms and the summaries built from them.
-//! - [`units`]: the original tool's size and rate syntax.
+//! - [`units`]: the original tool's size and rate syntax, strict readers.
 //! - [`pace`]: monotonic deadlines, sleeping and the shared stop flag.
+//! - [`sock`]: sockets, addresses and their errors.
+//! - [`error`]: the one error type.
+//! - [`rng`]: the small random generator of the random pattern.
 //!
 //! The crate knows nothing of Python; the PyO3 binding lives in `py` behind
 //! the `python` feature and is the only place that imports pyo3.
 
 pub mod downtime;
 pub mod error;
+pub mod flags;
 pub mod mem;
 pub mod pace;
 pub mod rng;

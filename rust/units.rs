@@ -97,6 +97,59 @@ pub fn parse_size_mb(text: &str) -> Result<u64> {
         .ok_or_else(|| bad("number too large"))
 }
 
+/// "a, b or c": a list of names as the messages say it.
+pub fn either(names: &[&str]) -> String {
+    match names {
+        [] => String::new(),
+        [one] => (*one).to_owned(),
+        [rest @ .., last] => format!("{} or {last}", rest.join(", ")),
+    }
+}
+
+/// A text enum: the enum, `parse` (any case, aliases after `|`), `name`,
+/// `NAMES` (what the help and the stubs list) and its serde form, the
+/// name as text. `what` is what the error calls a value it cannot parse.
+#[macro_export]
+macro_rules! text_enum {
+    (
+        $(#[$m:meta])*
+        pub enum $t:ident: $what:literal {
+            $( $(#[$vm:meta])* $v:ident = $name:literal $(| $alias:literal)* ),* $(,)?
+        }
+    ) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum $t {
+            $( $(#[$vm])* $v, )*
+        }
+
+        impl $t {
+            /// Every name, in declaration order.
+            pub const NAMES: &'static [&'static str] = &[$($name),*];
+
+            /// Parses a name or an alias, in any case.
+            pub fn parse(s: &str) -> $crate::Result<Self> {
+                let l = s.trim().to_ascii_lowercase();
+                $( if l == $name $(|| l == $alias)* { return Ok(Self::$v); } )*
+                Err($crate::Error::config(format!(
+                    "unknown {} '{s}' (expected {})",
+                    $what,
+                    $crate::units::either(Self::NAMES)
+                )))
+            }
+
+            /// The name as written.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $( Self::$v => $name, )*
+                }
+            }
+        }
+
+        $crate::text_serde!($t);
+    };
+}
+
 /// Gives a type with `parse(&str) -> Result<Self>` and `name(self) -> &str`
 /// its serde form: the name as text.
 #[macro_export]

@@ -10,6 +10,8 @@ import re
 import sys
 from pathlib import Path
 
+from migmon import _core
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "python" / "migmon" / "_core.pyi"
 
@@ -23,12 +25,7 @@ SCALARS = {
     "bool": "bool",
     "String": "str",
 }
-NAMED = {
-    "Pattern": 'Literal["sequential", "random", "once"]',
-    "PageSize": 'Literal["4k", "2m", "1g", "thp"]',
-    "ReturnPath": 'Literal["preempt", "main"]',
-    "VmSrcEnd": 'Literal["duration", "stopped", "peer_closed", "error"]',
-}
+TEXT_ENUM = re.compile(r'pub enum (\w+): "[^"]*" \{(.*?)\n    \}', re.S)
 PYCLASS = re.compile(r'#\[cfg_attr\(\s*feature = "python",\s*pyo3::pyclass\(')
 STRUCT = re.compile(r"pub struct (\w+) \{(.*?)\n\}", re.S)
 FIELD = re.compile(r"((?:\s*///[^\n]*\n|\s*#\[[^\n]*\]\n)*)\s*pub (\w+): ([^\n]+),\n")
@@ -104,6 +101,19 @@ RUNS = [
 ]
 
 
+def text_enums() -> dict[str, str]:
+    """Each ``text_enum!`` of the Rust sources as a Literal of its names."""
+    out = {}
+    for path in sorted((ROOT / "rust").rglob("*.rs")):
+        for m in TEXT_ENUM.finditer(path.read_text()):
+            names = re.findall(r'^\s*\w+ = ("[^"]+")', m.group(2), re.M)
+            out[m.group(1)] = f"Literal[{', '.join(names)}]"
+    return out
+
+
+NAMED = text_enums()
+
+
 def py_type(rust: str) -> str:
     rust = rust.strip()
     m = re.fullmatch(r"Option<(.+)>", rust)
@@ -118,7 +128,7 @@ def py_type(rust: str) -> str:
     return SCALARS.get(rust) or NAMED.get(rust) or rust
 
 
-def classes() -> list[tuple[str, str, list[tuple[str, str, str]]]]:
+def classes() -> list[tuple[str, str, list[tuple[str, str, str, str]]]]:
     out = []
     for path in sorted((ROOT / "rust").rglob("*.rs")):
         text = path.read_text()
@@ -138,9 +148,18 @@ def classes() -> list[tuple[str, str, list[tuple[str, str, str]]]]:
                 docs = " ".join(
                     x.strip()[3:].strip() for x in f.group(1).splitlines() if "///" in x
                 )
-                fields.append((f.group(2), py_type(f.group(3)), docs))
+                ftype = py_type(f.group(3))
+                # A size is also read from its text ("16G").
+                sized = 'de::size"' in f.group(1) or 'de::opt_size"' in f.group(1)
+                argtype = ftype.replace("int", "int | str", 1) if sized else ftype
+                fields.append((f.group(2), ftype, docs, argtype))
             out.append((s.group(1), " ".join(doc_lines), fields))
     return out
+
+
+def _literal(v: object) -> str:
+    """A default as the stub writes it."""
+    return f'"{v}"' if isinstance(v, str) else repr(v)
 
 
 def render() -> str:
@@ -150,13 +169,13 @@ def render() -> str:
         "",
         "from collections.abc import Iterator",
         "from types import TracebackType",
-        "from typing import Any, Literal, final",
+        "from typing import Any, ClassVar, Generic, Literal, TypeVar, final",
         "",
         "from typing_extensions import Self",
         "",
         "__version__: str",
         "DEFAULT_PORT: int",
-        "#: Upper bounds (seconds) of the latency buckets metrics use; one more, unbounded, follows.",
+        "#: Upper bounds (s) of the latency buckets metrics use; an unbounded one follows.",
         "LATENCY_BUCKETS_S: list[float]",
         "",
         "def parse_size_mb(text: str) -> int:",
@@ -166,20 +185,20 @@ def render() -> str:
     for name, doc, fields in classes():
         is_config = name.endswith("Config")
         lines += ["@final", f"class {name}:", f'    """{doc}"""', ""]
-        for fname, ftype, fdoc in fields:
+        for fname, ftype, fdoc, _ in fields:
             lines += [
                 "    @property",
                 f"    def {fname}(self) -> {ftype}:",
                 f'        """{fdoc}"""',
             ]
         if is_config:
-            args = ", ".join(f"{f}: {t} = ..." for f, t, _ in fields)
-            args = args.replace("size_mb: int = ...", "size_mb: int | str = ...")
-            args = args.replace("rate_mb_s: int | None = ...", "rate_mb_s: int | str | None = ...")
-            args = args.replace(
-                "max_bandwidth_mb_s: int | None = ...", "max_bandwidth_mb_s: int | str | None = ..."
-            )
+            defaults = getattr(_core, name).DEFAULTS
+            args = ", ".join(f"{f}: {t} = {_literal(defaults[f])}" for f, _, _, t in fields)
             lines += [
+                "    #: How the command line spells each field (its options are built from it).",
+                "    FLAGS: ClassVar[list[dict[str, Any]]]",
+                "    #: Every field's default.",
+                "    DEFAULTS: ClassVar[dict[str, Any]]",
                 f"    def __init__(self, *, {args}) -> None: ...",
                 "    def replace(self, **changes: Any) -> Self:",
                 '        """A copy with the given fields changed (validated again)."""',
@@ -189,38 +208,49 @@ def render() -> str:
             '        """Every field, under the same keys as the JSON output."""',
             "",
         ]
+    lines += [
+        '_C = TypeVar("_C")',
+        '_I = TypeVar("_I")',
+        '_R = TypeVar("_R")',
+        "",
+        "class _Run(Generic[_C, _I, _R]):",
+        '    """What every background run has: built from its configuration (or its',
+        "    keyword arguments), items as they come, the result at the end (the",
+        '    protocol stated once; not a class at run time)."""',
+        "",
+        "    def __init__(self, config: _C | None = None, **kwargs: Any) -> None: ...",
+        "    @property",
+        "    def config(self) -> _C: ...",
+        "    def next(self, timeout_s: float = 0.1) -> _I | None:",
+        '        """The next item, waiting at most ``timeout_s``."""',
+        "    def drain(self) -> list[_I]:",
+        '        """Every item ready now, without waiting."""',
+        "    def __iter__(self) -> Iterator[_I]: ...",
+        "    def __next__(self) -> _I: ...",
+        "    @property",
+        "    def done(self) -> bool: ...",
+        "    def request_stop(self) -> None: ...",
+        "    def stop(self) -> _R:",
+        '        """Ends the run; its result (the same object every time)."""',
+        "    def wait(self, timeout_s: float | None = None) -> _R | None:",
+        '        """Waits for the run to end by itself; None on timeout."""',
+        "    def __enter__(self) -> Self: ...",
+        "    def __exit__(",
+        "        self,",
+        "        et: type[BaseException] | None,",
+        "        e: BaseException | None,",
+        "        tb: TracebackType | None,",
+        "    ) -> bool: ...",
+        "",
+    ]
     for name, cfg, item, result, extra in RUNS:
         lines += [
             "@final",
-            f"class {name}:",
+            f"class {name}(_Run[{cfg}, {item}, {result}]):",
             f'    """A background run of a :class:`{cfg}` (or of its keyword arguments)."""',
             "",
-            f"    def __init__(self, config: {cfg} | None = None, **kwargs: Any) -> None: ...",
-            "    @property",
-            f"    def config(self) -> {cfg}: ...",
-            f"    def next(self, timeout_s: float = 0.1) -> {item} | None:",
-            '        """The next item, waiting at most ``timeout_s``."""',
-            f"    def drain(self) -> list[{item}]:",
-            '        """Every item ready now, without waiting."""',
-            "    def __iter__(self) -> Iterator[" + item + "]: ...",
-            f"    def __next__(self) -> {item}: ...",
-            "    @property",
-            "    def done(self) -> bool: ...",
-            "    def request_stop(self) -> None: ...",
-            f"    def stop(self) -> {result}:",
-            '        """Ends the run; its result (the same object every time)."""',
-            f"    def wait(self, timeout_s: float | None = None) -> {result} | None:",
-            '        """Waits for the run to end by itself; None on timeout."""',
-            "    def __enter__(self) -> Self: ...",
-            "    def __exit__(",
-            "        self,",
-            "        et: type[BaseException] | None,",
-            "        e: BaseException | None,",
-            "        tb: TracebackType | None,",
-            "    ) -> bool: ...",
         ]
-        for x in extra:
-            lines.append("    " + x)
+        lines += ["    " + x for x in extra] or ["    ..."]
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 

@@ -4,6 +4,7 @@ must be the ones the extension has."""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -40,9 +41,32 @@ def test_result_attributes_are_the_json_keys() -> None:
     assert "DirtyConfig(size_mb=1024" in repr(cfg)
 
 
-def test_every_stubbed_class_exists() -> None:
-    text = (ROOT / "python" / "migmon" / "_core.pyi").read_text()
-    for line in text.splitlines():
-        if line.startswith("class "):
-            name = line[6:].split(":")[0].split("(")[0]
-            assert hasattr(_core, name), name
+def _stub_classes() -> dict[str, set[str]]:
+    """Each class of the stub with the members it declares (a run's
+    include the shared protocol's)."""
+    tree = ast.parse((ROOT / "python" / "migmon" / "_core.pyi").read_text())
+    members: dict[str, set[str]] = {}
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef):
+            own = {
+                n.name if isinstance(n, ast.FunctionDef) else n.target.id  # type: ignore[union-attr]
+                for n in node.body
+                if isinstance(n, ast.FunctionDef)
+                or (isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name))
+            }
+            for base in node.bases:
+                if isinstance(base, ast.Subscript) and isinstance(base.value, ast.Name):
+                    own |= members.get(base.value.id, set())
+            members[node.name] = own
+    return members
+
+
+def test_every_stubbed_class_and_member_exists_and_nothing_is_left_out() -> None:
+    for name, members in _stub_classes().items():
+        if name.startswith("_"):
+            continue  # the run protocol, stated once in the stub only
+        cls = getattr(_core, name)
+        for m in members:
+            assert hasattr(cls, m), f"{name}.{m} is in the stub, not in the module"
+        public = {m for m in dir(cls) if not m.startswith("_")}
+        assert public <= members, f"{name}: {sorted(public - members)} are not in the stub"

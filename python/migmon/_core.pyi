@@ -3,13 +3,13 @@ Rust sources: do not edit). Import from :mod:`migmon`, not from here."""
 
 from collections.abc import Iterator
 from types import TracebackType
-from typing import Any, Literal, final
+from typing import Any, ClassVar, Generic, Literal, TypeVar, final
 
 from typing_extensions import Self
 
 __version__: str
 DEFAULT_PORT: int
-#: Upper bounds (seconds) of the latency buckets metrics use; one more, unbounded, follows.
+#: Upper bounds (s) of the latency buckets metrics use; an unbounded one follows.
 LATENCY_BUCKETS_S: list[float]
 
 def parse_size_mb(text: str) -> int:
@@ -28,7 +28,11 @@ class EchoServerConfig:
     @property
     def duration_s(self) -> float | None:
         """Stop after this many seconds; None = until stopped."""
-    def __init__(self, *, bind: str | None = ..., port: int = ..., duration_s: float | None = ...) -> None: ...
+    #: How the command line spells each field (its options are built from it).
+    FLAGS: ClassVar[list[dict[str, Any]]]
+    #: Every field's default.
+    DEFAULTS: ClassVar[dict[str, Any]]
+    def __init__(self, *, bind: str | None = None, port: int = 12323, duration_s: float | None = None) -> None: ...
     def replace(self, **changes: Any) -> Self:
         """A copy with the given fields changed (validated again)."""
     def to_dict(self) -> dict[str, Any]:
@@ -144,7 +148,11 @@ class OneWayServerConfig:
     @property
     def duration_s(self) -> float | None:
         """Stop after this many seconds; None = until stopped."""
-    def __init__(self, *, bind: str | None = ..., port: int = ..., threshold_ms: float | None = ..., duration_s: float | None = ...) -> None: ...
+    #: How the command line spells each field (its options are built from it).
+    FLAGS: ClassVar[list[dict[str, Any]]]
+    #: Every field's default.
+    DEFAULTS: ClassVar[dict[str, Any]]
+    def __init__(self, *, bind: str | None = None, port: int = 12323, threshold_ms: float | None = None, duration_s: float | None = None) -> None: ...
     def replace(self, **changes: Any) -> Self:
         """A copy with the given fields changed (validated again)."""
     def to_dict(self) -> dict[str, Any]:
@@ -234,7 +242,11 @@ class ProbeConfig:
     @property
     def one_way(self) -> bool:
         """Only send, for a one-way server."""
-    def __init__(self, *, server: str = ..., port: int = ..., interval_ms: float = ..., threshold_ms: float | None = ..., count: int | None = ..., duration_s: float | None = ..., one_way: bool = ...) -> None: ...
+    #: How the command line spells each field (its options are built from it).
+    FLAGS: ClassVar[list[dict[str, Any]]]
+    #: Every field's default.
+    DEFAULTS: ClassVar[dict[str, Any]]
+    def __init__(self, *, server: str = "", port: int = 12323, interval_ms: float = 1000.0, threshold_ms: float | None = None, count: int | None = None, duration_s: float | None = None, one_way: bool = False) -> None: ...
     def replace(self, **changes: Any) -> Self:
         """A copy with the given fields changed (validated again)."""
     def to_dict(self) -> dict[str, Any]:
@@ -430,7 +442,11 @@ class DirtyConfig:
     @property
     def seed(self) -> int | None:
         """Seed for the random pattern; None = from the clock."""
-    def __init__(self, *, size_mb: int | str = ..., rate_mb_s: int | str | None = ..., pattern: Literal["sequential", "random", "once"] = ..., page_size: Literal["4k", "2m", "1g", "thp"] = ..., threads: int = ..., record_latency: bool = ..., verify: bool = ..., interval_s: float = ..., pace_ms: float = ..., pause_ms: float = ..., duration_s: float | None = ..., force: bool = ..., seed: int | None = ...) -> None: ...
+    #: How the command line spells each field (its options are built from it).
+    FLAGS: ClassVar[list[dict[str, Any]]]
+    #: Every field's default.
+    DEFAULTS: ClassVar[dict[str, Any]]
+    def __init__(self, *, size_mb: int | str = 512, rate_mb_s: int | str | None = None, pattern: Literal["sequential", "random", "once"] = "sequential", page_size: Literal["4k", "2m", "1g", "thp"] = "4k", threads: int = 1, record_latency: bool = False, verify: bool = True, interval_s: float = 1.0, pace_ms: float = 1.0, pause_ms: float = 10.0, duration_s: float | None = None, force: bool = False, seed: int | None = None) -> None: ...
     def replace(self, **changes: Any) -> Self:
         """A copy with the given fields changed (validated again)."""
     def to_dict(self) -> dict[str, Any]:
@@ -615,7 +631,11 @@ class VmDestinationConfig:
     @property
     def idle_timeout_s(self) -> float:
         """A session that brings less than one page (4 KiB) in this many seconds is stalled, and closed (its slots go to other sources)."""
-    def __init__(self, *, bind: str | None = ..., port: int = ..., vm_size_gb: int = ..., interval_s: float = ..., max_connections: int = ..., duration_s: float | None = ..., idle_timeout_s: float = ...) -> None: ...
+    #: How the command line spells each field (its options are built from it).
+    FLAGS: ClassVar[list[dict[str, Any]]]
+    #: Every field's default.
+    DEFAULTS: ClassVar[dict[str, Any]]
+    def __init__(self, *, bind: str | None = None, port: int = 12323, vm_size_gb: int = 1024, interval_s: float = 1.0, max_connections: int = 256, duration_s: float | None = None, idle_timeout_s: float = 30.0) -> None: ...
     def replace(self, **changes: Any) -> Self:
         """A copy with the given fields changed (validated again)."""
     def to_dict(self) -> dict[str, Any]:
@@ -771,7 +791,11 @@ class VmSourceConfig:
     @property
     def connect_timeout_s(self) -> float:
         """Seconds to wait for each connection to the destination."""
-    def __init__(self, *, host: str = ..., port: int = ..., vm_size_gb: int = ..., precopy: bool = ..., postcopy: bool = ..., channels: int = ..., preempt: bool = ..., return_path: Literal["preempt", "main"] = ..., max_bandwidth_mb_s: int | str | None = ..., duration_s: float | None = ..., interval_s: float = ..., connect_timeout_s: float = ...) -> None: ...
+    #: How the command line spells each field (its options are built from it).
+    FLAGS: ClassVar[list[dict[str, Any]]]
+    #: Every field's default.
+    DEFAULTS: ClassVar[dict[str, Any]]
+    def __init__(self, *, host: str = "", port: int = 12323, vm_size_gb: int = 1024, precopy: bool = True, postcopy: bool = False, channels: int = 0, preempt: bool = False, return_path: Literal["preempt", "main"] = "preempt", max_bandwidth_mb_s: int | str | None = None, duration_s: float | None = None, interval_s: float = 1.0, connect_timeout_s: float = 10.0) -> None: ...
     def replace(self, **changes: Any) -> Self:
         """A copy with the given fields changed (validated again)."""
     def to_dict(self) -> dict[str, Any]:
@@ -848,25 +872,30 @@ class VmSrcSummary:
     def to_dict(self) -> dict[str, Any]:
         """Every field, under the same keys as the JSON output."""
 
-@final
-class DirtyWorkload:
-    """A background run of a :class:`DirtyConfig` (or of its keyword arguments)."""
+_C = TypeVar("_C")
+_I = TypeVar("_I")
+_R = TypeVar("_R")
 
-    def __init__(self, config: DirtyConfig | None = None, **kwargs: Any) -> None: ...
+class _Run(Generic[_C, _I, _R]):
+    """What every background run has: built from its configuration (or its
+    keyword arguments), items as they come, the result at the end (the
+    protocol stated once; not a class at run time)."""
+
+    def __init__(self, config: _C | None = None, **kwargs: Any) -> None: ...
     @property
-    def config(self) -> DirtyConfig: ...
-    def next(self, timeout_s: float = 0.1) -> DirtySample | DirtyPause | None:
+    def config(self) -> _C: ...
+    def next(self, timeout_s: float = 0.1) -> _I | None:
         """The next item, waiting at most ``timeout_s``."""
-    def drain(self) -> list[DirtySample | DirtyPause]:
+    def drain(self) -> list[_I]:
         """Every item ready now, without waiting."""
-    def __iter__(self) -> Iterator[DirtySample | DirtyPause]: ...
-    def __next__(self) -> DirtySample | DirtyPause: ...
+    def __iter__(self) -> Iterator[_I]: ...
+    def __next__(self) -> _I: ...
     @property
     def done(self) -> bool: ...
     def request_stop(self) -> None: ...
-    def stop(self) -> DirtySummary:
+    def stop(self) -> _R:
         """Ends the run; its result (the same object every time)."""
-    def wait(self, timeout_s: float | None = None) -> DirtySummary | None:
+    def wait(self, timeout_s: float | None = None) -> _R | None:
         """Waits for the run to end by itself; None on timeout."""
     def __enter__(self) -> Self: ...
     def __exit__(
@@ -875,6 +904,11 @@ class DirtyWorkload:
         e: BaseException | None,
         tb: TracebackType | None,
     ) -> bool: ...
+
+@final
+class DirtyWorkload(_Run[DirtyConfig, DirtySample | DirtyPause, DirtySummary]):
+    """A background run of a :class:`DirtyConfig` (or of its keyword arguments)."""
+
     @property
     def phase(self) -> Literal["prefaulting", "dirtying", "stopping", "done"]: ...
     @property
@@ -889,60 +923,15 @@ class DirtyWorkload:
         """True once every page is prefaulted; False on timeout or end."""
 
 @final
-class VmSource:
+class VmSource(_Run[VmSourceConfig, VmSrcSample, VmSrcSummary]):
     """A background run of a :class:`VmSourceConfig` (or of its keyword arguments)."""
 
-    def __init__(self, config: VmSourceConfig | None = None, **kwargs: Any) -> None: ...
-    @property
-    def config(self) -> VmSourceConfig: ...
-    def next(self, timeout_s: float = 0.1) -> VmSrcSample | None:
-        """The next item, waiting at most ``timeout_s``."""
-    def drain(self) -> list[VmSrcSample]:
-        """Every item ready now, without waiting."""
-    def __iter__(self) -> Iterator[VmSrcSample]: ...
-    def __next__(self) -> VmSrcSample: ...
-    @property
-    def done(self) -> bool: ...
-    def request_stop(self) -> None: ...
-    def stop(self) -> VmSrcSummary:
-        """Ends the run; its result (the same object every time)."""
-    def wait(self, timeout_s: float | None = None) -> VmSrcSummary | None:
-        """Waits for the run to end by itself; None on timeout."""
-    def __enter__(self) -> Self: ...
-    def __exit__(
-        self,
-        et: type[BaseException] | None,
-        e: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool: ...
+    ...
 
 @final
-class VmDestination:
+class VmDestination(_Run[VmDestinationConfig, VmConnected | VmPostcopy | VmDstSample | VmSessionSummary | VmRejected, list[VmSessionSummary]]):
     """A background run of a :class:`VmDestinationConfig` (or of its keyword arguments)."""
 
-    def __init__(self, config: VmDestinationConfig | None = None, **kwargs: Any) -> None: ...
-    @property
-    def config(self) -> VmDestinationConfig: ...
-    def next(self, timeout_s: float = 0.1) -> VmConnected | VmPostcopy | VmDstSample | VmSessionSummary | VmRejected | None:
-        """The next item, waiting at most ``timeout_s``."""
-    def drain(self) -> list[VmConnected | VmPostcopy | VmDstSample | VmSessionSummary | VmRejected]:
-        """Every item ready now, without waiting."""
-    def __iter__(self) -> Iterator[VmConnected | VmPostcopy | VmDstSample | VmSessionSummary | VmRejected]: ...
-    def __next__(self) -> VmConnected | VmPostcopy | VmDstSample | VmSessionSummary | VmRejected: ...
-    @property
-    def done(self) -> bool: ...
-    def request_stop(self) -> None: ...
-    def stop(self) -> list[VmSessionSummary]:
-        """Ends the run; its result (the same object every time)."""
-    def wait(self, timeout_s: float | None = None) -> list[VmSessionSummary] | None:
-        """Waits for the run to end by itself; None on timeout."""
-    def __enter__(self) -> Self: ...
-    def __exit__(
-        self,
-        et: type[BaseException] | None,
-        e: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool: ...
     @property
     def port(self) -> int: ...
     @property
@@ -952,32 +941,9 @@ class VmDestination:
         """Sessions running now."""
 
 @final
-class EchoServer:
+class EchoServer(_Run[EchoServerConfig, NewClient, EchoStats]):
     """A background run of a :class:`EchoServerConfig` (or of its keyword arguments)."""
 
-    def __init__(self, config: EchoServerConfig | None = None, **kwargs: Any) -> None: ...
-    @property
-    def config(self) -> EchoServerConfig: ...
-    def next(self, timeout_s: float = 0.1) -> NewClient | None:
-        """The next item, waiting at most ``timeout_s``."""
-    def drain(self) -> list[NewClient]:
-        """Every item ready now, without waiting."""
-    def __iter__(self) -> Iterator[NewClient]: ...
-    def __next__(self) -> NewClient: ...
-    @property
-    def done(self) -> bool: ...
-    def request_stop(self) -> None: ...
-    def stop(self) -> EchoStats:
-        """Ends the run; its result (the same object every time)."""
-    def wait(self, timeout_s: float | None = None) -> EchoStats | None:
-        """Waits for the run to end by itself; None on timeout."""
-    def __enter__(self) -> Self: ...
-    def __exit__(
-        self,
-        et: type[BaseException] | None,
-        e: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool: ...
     @property
     def port(self) -> int: ...
     @property
@@ -986,32 +952,9 @@ class EchoServer:
         """The counters so far."""
 
 @final
-class OneWayServer:
+class OneWayServer(_Run[OneWayServerConfig, NewClient | Baseline | DowntimeEvent, OneWaySummary]):
     """A background run of a :class:`OneWayServerConfig` (or of its keyword arguments)."""
 
-    def __init__(self, config: OneWayServerConfig | None = None, **kwargs: Any) -> None: ...
-    @property
-    def config(self) -> OneWayServerConfig: ...
-    def next(self, timeout_s: float = 0.1) -> NewClient | Baseline | DowntimeEvent | None:
-        """The next item, waiting at most ``timeout_s``."""
-    def drain(self) -> list[NewClient | Baseline | DowntimeEvent]:
-        """Every item ready now, without waiting."""
-    def __iter__(self) -> Iterator[NewClient | Baseline | DowntimeEvent]: ...
-    def __next__(self) -> NewClient | Baseline | DowntimeEvent: ...
-    @property
-    def done(self) -> bool: ...
-    def request_stop(self) -> None: ...
-    def stop(self) -> OneWaySummary:
-        """Ends the run; its result (the same object every time)."""
-    def wait(self, timeout_s: float | None = None) -> OneWaySummary | None:
-        """Waits for the run to end by itself; None on timeout."""
-    def __enter__(self) -> Self: ...
-    def __exit__(
-        self,
-        et: type[BaseException] | None,
-        e: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool: ...
     @property
     def port(self) -> int: ...
     @property
@@ -1025,32 +968,9 @@ class OneWayServer:
         """How many clients are being measured now."""
 
 @final
-class Prober:
+class Prober(_Run[ProbeConfig, Baseline | DowntimeEvent | NoReply, ProbeSummary]):
     """A background run of a :class:`ProbeConfig` (or of its keyword arguments)."""
 
-    def __init__(self, config: ProbeConfig | None = None, **kwargs: Any) -> None: ...
-    @property
-    def config(self) -> ProbeConfig: ...
-    def next(self, timeout_s: float = 0.1) -> Baseline | DowntimeEvent | NoReply | None:
-        """The next item, waiting at most ``timeout_s``."""
-    def drain(self) -> list[Baseline | DowntimeEvent | NoReply]:
-        """Every item ready now, without waiting."""
-    def __iter__(self) -> Iterator[Baseline | DowntimeEvent | NoReply]: ...
-    def __next__(self) -> Baseline | DowntimeEvent | NoReply: ...
-    @property
-    def done(self) -> bool: ...
-    def request_stop(self) -> None: ...
-    def stop(self) -> ProbeSummary:
-        """Ends the run; its result (the same object every time)."""
-    def wait(self, timeout_s: float | None = None) -> ProbeSummary | None:
-        """Waits for the run to end by itself; None on timeout."""
-    def __enter__(self) -> Self: ...
-    def __exit__(
-        self,
-        et: type[BaseException] | None,
-        e: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool: ...
     @property
     def status(self) -> ProbeStatus:
         """Live figures (sent, received, gaps, last RTT)."""

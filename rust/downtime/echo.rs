@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::downtime::wire::Probe;
 use crate::error::{Error, Result};
+use crate::flags::{self, Flag, Flags};
 use crate::pace::mono_ns;
 use crate::run::{Background, Ctx};
 use crate::sock::{bind_udp, canonical};
@@ -46,6 +47,10 @@ impl Default for EchoServerConfig {
             duration_s: None,
         }
     }
+}
+
+impl Flags for EchoServerConfig {
+    const FLAGS: &'static [Flag] = &[flags::UDP_PORT, flags::BIND, flags::DURATION];
 }
 
 impl EchoServerConfig {

@@ -4,13 +4,16 @@
 //! check every page still holds what they last wrote, while a sampler reports
 //! rate, load and access latencies once per interval ([`run`]).
 
+pub mod config;
+pub mod data;
+mod kernel;
+mod pauses;
 pub mod region;
 pub mod run;
 mod worker;
 
+pub use config::{DirtyConfig, Pattern, MAX_THREADS};
+pub use data::{DirtyItem, DirtyPause, DirtySample, DirtySummary, Phase};
+pub use kernel::{prefault, Kernel, KernelEnv};
 pub use region::{PageSize, Region, DIRTY_STEP};
-pub use run::{
-    DirtyConfig, DirtyItem, DirtyPause, DirtyRun, DirtySample, DirtySummary, Pattern, Phase,
-    MAX_THREADS,
-};
-pub use worker::{prefault, Kernel, KernelEnv};
+pub use run::DirtyRun;

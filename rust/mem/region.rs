@@ -10,49 +10,28 @@ use crate::error::{Error, Result};
 /// workload touches one byte in every 4 KiB page, whatever backs it.
 pub const DIRTY_STEP: u64 = 4096;
 
-/// What backs the region.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PageSize {
-    /// Normal 4 KiB pages.
-    Small,
-    /// 2 MiB hugetlbfs pages (MAP_HUGETLB), from the reserved pool.
-    Huge2M,
-    /// 1 GiB hugetlbfs pages (MAP_HUGETLB), from the reserved pool.
-    Huge1G,
-    /// Transparent huge pages: a 2 MiB-aligned mapping with MADV_HUGEPAGE.
-    Thp,
+crate::text_enum! {
+    /// What backs the region: the original's `-P` values (`4k`, `2m`, `1g`)
+    /// and `thp`.
+    pub enum PageSize: "page size" {
+        /// Normal 4 KiB pages.
+        Small = "4k" | "4096",
+        /// 2 MiB hugetlbfs pages (MAP_HUGETLB), from the reserved pool.
+        Huge2M = "2m",
+        /// 1 GiB hugetlbfs pages (MAP_HUGETLB), from the reserved pool.
+        Huge1G = "1g",
+        /// Transparent huge pages: a 2 MiB-aligned mapping with MADV_HUGEPAGE.
+        Thp = "thp",
+    }
 }
 
 impl PageSize {
-    /// Parses the original's `-P` values (`4k`, `2m`, `1g`, either case) and `thp`.
-    pub fn parse(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "4k" | "4096" => Ok(PageSize::Small),
-            "2m" => Ok(PageSize::Huge2M),
-            "1g" => Ok(PageSize::Huge1G),
-            "thp" => Ok(PageSize::Thp),
-            _ => Err(Error::config(format!(
-                "unknown page size '{s}' (expected 4k, 2m, 1g or thp)"
-            ))),
-        }
-    }
-
     /// Size of one backing page in bytes.
     pub fn bytes(self) -> u64 {
         match self {
             PageSize::Small => 4096,
             PageSize::Huge2M | PageSize::Thp => 2 << 20,
             PageSize::Huge1G => 1 << 30,
-        }
-    }
-
-    /// Short name as the user writes it.
-    pub fn name(self) -> &'static str {
-        match self {
-            PageSize::Small => "4k",
-            PageSize::Huge2M => "2m",
-            PageSize::Huge1G => "1g",
-            PageSize::Thp => "thp",
         }
     }
 
@@ -320,5 +299,3 @@ mod tests {
         }
     }
 }
-
-crate::text_serde!(PageSize);

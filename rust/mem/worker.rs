@@ -13,8 +13,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+use crate::mem::config::Pattern;
 use crate::mem::region::{Region, DIRTY_STEP};
-use crate::mem::run::Pattern;
 use crate::pace::{tighten_timer_slack, Pacer, StopFlag};
 use crate::rng::WyRand;
 use crate::run::lock;
@@ -116,7 +116,7 @@ pub(crate) struct Job<'a> {
 }
 
 /// A worker's position, enough to know what every page should hold.
-struct State {
+pub(crate) struct State {
     cursor: u64,
     pass: u64,
     rng: WyRand,
@@ -150,7 +150,7 @@ impl Job<'_> {
         }
     }
 
-    fn initial_state(&self) -> State {
+    pub(crate) fn initial_state(&self) -> State {
         let mut st = State {
             cursor: 0,
             pass: 0,
@@ -288,7 +288,7 @@ impl Job<'_> {
     }
 
     #[inline(always)]
-    fn chunk<const VERIFY: bool, const LAT: bool>(
+    pub(crate) fn chunk<const VERIFY: bool, const LAT: bool>(
         &self,
         st: &mut State,
         n: u64,
@@ -415,98 +415,6 @@ impl Job<'_> {
             }
         }
         Ok(())
-    }
-}
-
-/// The dirty loop alone, on the calling thread, without pacing, sampling or
-/// the stop flag: what the benches measure. Same code as a worker runs.
-pub struct Kernel<'a> {
-    job: Job<'a>,
-    st: State,
-    rec: TickRecorder,
-}
-
-/// What a [`Kernel`] borrows: a stop flag and counters nobody reads.
-#[derive(Default)]
-pub struct KernelEnv {
-    stop: StopFlag,
-    stats: WorkerStats,
-}
-
-impl<'a> Kernel<'a> {
-    /// A kernel over the whole (prefaulted) region.
-    pub fn new(
-        env: &'a KernelEnv,
-        region: &'a Region,
-        pattern: Pattern,
-        verify: bool,
-        latency: bool,
-    ) -> Self {
-        let job = Job {
-            region,
-            first_step: 0,
-            steps: region.steps(),
-            pattern,
-            verify,
-            latency,
-            rate_steps: None,
-            pace_s: 0.001,
-            pause_threshold: Duration::from_millis(10),
-            seed: 0x1234_5678,
-            stop: &env.stop,
-            stats: &env.stats,
-            ready: None,
-        };
-        let st = job.initial_state();
-        Self {
-            job,
-            st,
-            rec: TickRecorder::new(),
-        }
-    }
-
-    /// Dirties `steps` 4 KiB pages (a multiple of the chunk size is best).
-    pub fn run(&mut self, steps: u64) -> Result<()> {
-        match (self.job.verify, self.job.latency) {
-            (true, true) => self
-                .job
-                .chunk::<true, true>(&mut self.st, steps, &mut self.rec),
-            (true, false) => self
-                .job
-                .chunk::<true, false>(&mut self.st, steps, &mut self.rec),
-            (false, true) => self
-                .job
-                .chunk::<false, true>(&mut self.st, steps, &mut self.rec),
-            (false, false) => self
-                .job
-                .chunk::<false, false>(&mut self.st, steps, &mut self.rec),
-        }?;
-        if self.job.latency {
-            let mut h = LatencyHistogram::new();
-            self.rec.flush_into(&mut h);
-        }
-        Ok(())
-    }
-}
-
-/// Writes [`PREFAULT_VALUE`] to every step in `first..first + count`,
-/// counting progress; stops early when asked.
-pub fn prefault(region: &Region, first: u64, count: u64, progress: &AtomicU64, stop: &StopFlag) {
-    const BATCH: u64 = 16 * 1024;
-    let mut done = 0;
-    while done < count && !stop.is_set() {
-        let n = BATCH.min(count - done);
-        for s in first + done..first + done + n {
-            // SAFETY: s < region.steps(): callers split 0..steps among threads.
-            unsafe {
-                region
-                    .as_ptr()
-                    .add((s * DIRTY_STEP) as usize)
-                    .write_volatile(PREFAULT_VALUE)
-            };
-        }
-        done += n;
-        progress.fetch_add(n, Ordering::Relaxed);
     }
 }
 

@@ -96,6 +96,21 @@ macro_rules! classes {
                 fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
                     repr(py, stringify!($c), self)
                 }
+
+                /// How the command line spells each field (the CLI's options
+                /// are built from it): field, names, metavar, takes, help,
+                /// shown_default, choices.
+                #[classattr]
+                #[pyo3(name = "DEFAULTS")]
+                fn defaults(py: Python<'_>) -> PyResult<Py<PyAny>> {
+                    Ok(to_dict(py, &<$c>::default())?.unbind())
+                }
+
+                #[classattr]
+                #[pyo3(name = "FLAGS")]
+                fn flags(py: Python<'_>) -> PyResult<Py<PyAny>> {
+                    Ok(to_dict(py, &<$c as crate::flags::Flags>::FLAGS)?.unbind())
+                }
             }
         )*
         $(

@@ -1,5 +1,5 @@
 """What the sub-commands share: one-line errors, the one run loop with its
-signal handling, configurations from flags, output helpers."""
+signal handling, output helpers (the configuration flags: _flags.py)."""
 
 from __future__ import annotations
 
@@ -10,15 +10,12 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import FrameType
-from typing import Annotated, Any, TextIO, TypeVar
+from typing import Annotated, Any, TextIO
 
 import typer
 
-from migmon.errors import ConfigError
 from migmon.metrics import ToolMetrics
 from migmon.output import stamp
-
-_C = TypeVar("_C")
 
 #: Exit codes a script can use (the README lists them).
 EXIT_OK = 0
@@ -56,16 +53,6 @@ TimestampsOpt = Annotated[
         "--timestamps", help="Start every text line with the wall-clock time (to the us)."
     ),
 ]
-DurationOpt = Annotated[
-    float | None,
-    typer.Option(
-        "--duration",
-        metavar="S",
-        help="Stop after this many seconds.",
-        min=0.001,
-        show_default="until stopped",
-    ),
-]
 MetricsOpt = Annotated[
     str | None,
     typer.Option(
@@ -85,9 +72,6 @@ MetricsLingerOpt = Annotated[
         help="With --metrics: after the run, keep serving its final figures this long, "
         "for the last scrape.",
     ),
-]
-IntervalOpt = Annotated[
-    float, typer.Option("--interval", metavar="S", help="Seconds between reports.")
 ]
 
 
@@ -220,14 +204,3 @@ def drive(
     for item in run:
         on_item(item)
     return run.stop()
-
-
-def make_config(cls: Callable[..., _C], flags: dict[str, str], **values: Any) -> _C:
-    """A tool's configuration from the command's values; an error names the
-    flag the user typed rather than the configuration's field."""
-    try:
-        return cls(**values)
-    except ConfigError as e:
-        if e.field in flags:
-            raise ConfigError(f"{flags[e.field]}: {e.reason}") from None
-        raise

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Annotated, Any, TextIO
 import typer
 
 from migmon import (
-    DEFAULT_PORT,
     Baseline,
     DowntimeEvent,
     EchoServer,
@@ -38,7 +37,6 @@ from migmon.cli._common import (
     EXIT_NO_REPLY,
     EXIT_OK,
     DetailsOpt,
-    DurationOpt,
     JsonOpt,
     MetricsLingerOpt,
     MetricsOpt,
@@ -47,10 +45,10 @@ from migmon.cli._common import (
     TimestampsOpt,
     drive,
     fail_line,
-    make_config,
     quiet_broken_pipe,
     say,
 )
+from migmon.cli._flags import Given, config_flags, make_config
 from migmon.errors import ConfigError
 from migmon.metrics import EchoMetrics, OneWayMetrics, ProbeMetrics, serving
 from migmon.output import emit, emit_config, emit_json, print_summary, show_timestamps, stamp
@@ -66,36 +64,6 @@ from migmon.output.downtime import (
     status_line,
     wall_time,
 )
-
-_FLAGS = {
-    "server": "SERVER_IP",
-    "interval_ms": "INTERVAL_MS",
-    "port": "-p/--port",
-    "threshold_ms": "--threshold-ms",
-    "count": "--count",
-    "duration_s": "--duration",
-    "bind": "--bind",
-}
-
-PortOpt = Annotated[
-    int, typer.Option("-p", "--port", metavar="PORT", help="UDP port.", min=1, max=65535)
-]
-BindOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--bind", metavar="ADDR", help="Address to listen on.", show_default="all, IPv6 and IPv4"
-    ),
-]
-ThresholdOpt = Annotated[
-    float | None,
-    typer.Option(
-        "--threshold-ms",
-        metavar="MS",
-        help="A gap this long is a downtime event.",
-        show_default="twice the median of the first four gaps, at least twice the interval",
-        min=0.001,
-    ),
-]
 
 
 def _now_ms() -> int:
@@ -141,15 +109,9 @@ class _Live:
             self._dirty = False
 
 
+@config_flags(ProbeConfig)
 def client_command(
-    server_ip: Annotated[
-        str,
-        typer.Argument(metavar="SERVER_IP", help="The echo server (IPv4, IPv6 or host name)."),
-    ],
-    interval_ms: Annotated[
-        float,
-        typer.Argument(metavar="INTERVAL_MS", help="Milliseconds between probes.", min=0.001),
-    ] = 1000.0,
+    given: Given,
     spike_log: Annotated[
         str | None,
         typer.Argument(
@@ -158,16 +120,6 @@ def client_command(
             show_default="none",
         ),
     ] = None,
-    port: PortOpt = DEFAULT_PORT,
-    one_way: Annotated[
-        bool, typer.Option("--one-way", help="Only send, for a one-way 'mig_mon server'.")
-    ] = False,
-    threshold_ms: ThresholdOpt = None,
-    count: Annotated[
-        int | None,
-        typer.Option("--count", metavar="N", help="Stop after this many probes.", min=1),
-    ] = None,
-    duration: DurationOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     details: DetailsOpt = False,
@@ -207,17 +159,8 @@ def client_command(
     The original's 'client_rr'; with --one-way, its one-way 'client'.
     """
     show_timestamps(timestamps)
-    cfg = make_config(
-        ProbeConfig,
-        _FLAGS,
-        server=server_ip,
-        port=port,
-        interval_ms=interval_ms,
-        threshold_ms=threshold_ms,
-        count=count,
-        duration_s=duration,
-        one_way=one_way,
-    )
+    cfg = make_config(ProbeConfig, given)
+    server_ip, port, one_way = cfg.server, cfg.port, cfg.one_way
     show = Show(json_out, quiet, details)
     out = show.out
     recorder = _qmp_recorder(qmp, qmp_out)
@@ -231,7 +174,7 @@ def client_command(
         mode = "one way" if one_way else "round trip"
         if json_out:
             emit_config("client", cfg, version=__version__, spike_log=spike_log)
-        say(f"probing {server_ip} port {port} every {interval_ms:g} (ms), {mode}", out)
+        say(f"probing {server_ip} port {port} every {cfg.interval_ms:g} (ms), {mode}", out)
         live = _Live(out)
         target = f"{server_ip} port {port}"
 
@@ -401,10 +344,9 @@ def _client_message(
         emit(m)
 
 
+@config_flags(EchoServerConfig)
 def server_rr_command(
-    port: PortOpt = DEFAULT_PORT,
-    bind: BindOpt = None,
-    duration: DurationOpt = None,
+    given: Given,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     details: DetailsOpt = False,
@@ -415,7 +357,7 @@ def server_rr_command(
     """UDP echo server, to run in the guest: every datagram goes back
     unchanged. Serves any number of clients; Ctrl-C or SIGTERM to stop."""
     show_timestamps(timestamps)
-    cfg = make_config(EchoServerConfig, _FLAGS, bind=bind, port=port, duration_s=duration)
+    cfg = make_config(EchoServerConfig, given)
     out = Show(json_out, quiet, details).out
     with quiet_broken_pipe(), serving(metrics, metrics_linger) as exporter:
         srv = EchoServer(cfg)
@@ -457,17 +399,15 @@ MAX_NAMED_CLIENTS = 64
 MAX_LIVE_CLIENTS = 8
 
 
+@config_flags(OneWayServerConfig)
 def server_command(
+    given: Given,
     spike_log: Annotated[
         str,
         typer.Argument(
             metavar="SPIKE_LOG", help="File for the spike log (epoch_seconds,delay_ms)."
         ),
     ] = "/tmp/spike.log",
-    port: PortOpt = DEFAULT_PORT,
-    bind: BindOpt = None,
-    threshold_ms: ThresholdOpt = None,
-    duration: DurationOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     details: DetailsOpt = False,
@@ -478,14 +418,7 @@ def server_command(
     """One-way UDP receiver, to run in the guest: measures the gaps between
     each client's packets itself and logs the spikes."""
     show_timestamps(timestamps)
-    cfg = make_config(
-        OneWayServerConfig,
-        _FLAGS,
-        bind=bind,
-        port=port,
-        threshold_ms=threshold_ms,
-        duration_s=duration,
-    )
+    cfg = make_config(OneWayServerConfig, given)
     out = Show(json_out, quiet, details).out
     with quiet_broken_pipe(), serving(metrics, metrics_linger) as exporter:
         log = SpikeLog(spike_log)

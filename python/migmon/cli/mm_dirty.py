@@ -27,18 +27,16 @@ from migmon.cli._common import (
     EXIT_INTERRUPTED,
     EXIT_LIMIT,
     DetailsOpt,
-    DurationOpt,
-    IntervalOpt,
     JsonOpt,
     MetricsLingerOpt,
     MetricsOpt,
     QuietOpt,
     TimestampsOpt,
     drive,
-    make_config,
     quiet_broken_pipe,
     say,
 )
+from migmon.cli._flags import Given, config_flags, make_config
 from migmon.errors import ResourceError
 from migmon.metrics import DirtyMetrics, serving
 from migmon.output import emit, emit_config, emit_json, print_summary, show_timestamps
@@ -53,18 +51,6 @@ from migmon.output.dirty import (
 )
 
 _PAGES_PER_GB = 256 * 1024
-_FLAGS = {
-    "size_mb": "-m/--memory",
-    "rate_mb_s": "-r/--rate",
-    "pattern": "-p/--pattern",
-    "page_size": "-P/--page-size",
-    "threads": "-T/--threads",
-    "interval_s": "--interval",
-    "pace_ms": "--pace-ms",
-    "pause_ms": "--pause-ms",
-    "duration_s": "--duration",
-    "seed": "--seed",
-}
 
 
 def _prefault_progress(run: DirtyWorkload, out: TextIO) -> None:
@@ -109,79 +95,13 @@ def _prefault_progress(run: DirtyWorkload, out: TextIO) -> None:
     say("done", out)
 
 
+@config_flags(DirtyConfig)
 def mm_dirty_command(
-    memory: Annotated[
-        str,
-        typer.Option("-m", "--memory", metavar="SIZE", help="Memory size (MB; suffix M, G or T)."),
-    ] = "512",
-    rate: Annotated[
-        str | None,
-        typer.Option(
-            "-r",
-            "--rate",
-            metavar="RATE",
-            help="Dirty rate in MB/s (suffix M, G, T).",
-            show_default="unlimited",
-        ),
-    ] = None,
-    pattern: Annotated[
-        str,
-        typer.Option(
-            "-p", "--pattern", metavar="PATTERN", help="sequential (seq), random (ran) or once."
-        ),
-    ] = "sequential",
-    latency: Annotated[
-        bool, typer.Option("-L", "--latency", help="Record and report memory access latencies.")
-    ] = False,
-    page_size: Annotated[
-        str,
-        typer.Option(
-            "-P",
-            "--page-size",
-            metavar="PAGES",
-            help="Backing pages: 4k, 2m, 1g (hugetlb) or thp.",
-        ),
-    ] = "4k",
-    threads: Annotated[
-        int,
-        typer.Option("-T", "--threads", metavar="N", help="Dirtying threads (the rate is shared)."),
-    ] = 1,
-    duration: DurationOpt = None,
+    given: Given,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     details: DetailsOpt = False,
     timestamps: TimestampsOpt = False,
-    no_verify: Annotated[
-        bool, typer.Option("--no-verify", help="Skip the integrity check (peak rate).")
-    ] = False,
-    force: Annotated[
-        bool, typer.Option("--force", help="Skip the available-memory check.")
-    ] = False,
-    interval: IntervalOpt = 1.0,
-    pause_ms: Annotated[
-        float,
-        typer.Option(
-            "--pause-ms",
-            metavar="MS",
-            help="A step this late is a pause of the guest (or of mig_mon): reported "
-            "with its wall-clock start and length.",
-        ),
-    ] = 10.0,
-    pace_ms: Annotated[
-        float,
-        typer.Option(
-            "--pace-ms",
-            metavar="MS",
-            help="Work per paced step: each thread wakes once per step (1000: the "
-            "original's once-a-second burst; smaller: smoother, more wake-ups).",
-        ),
-    ] = 1.0,
-    seed: Annotated[
-        int | None,
-        typer.Option(
-            "--seed", metavar="N", help="Seed for the random pattern.", show_default="clock"
-        ),
-    ] = None,
     max_pause_ms: Annotated[
         float | None,
         typer.Option(
@@ -204,23 +124,7 @@ def mm_dirty_command(
     --duration; a page that lost its content ends the run with exit code 4.
     """
     show_timestamps(timestamps)
-    cfg = make_config(
-        DirtyConfig,
-        _FLAGS,
-        size_mb=memory,
-        rate_mb_s=rate,
-        pattern=pattern,
-        page_size=page_size,
-        threads=threads,
-        record_latency=latency,
-        verify=not no_verify,
-        duration_s=duration,
-        interval_s=interval,
-        pace_ms=pace_ms,
-        pause_ms=pause_ms,
-        force=force,
-        seed=seed,
-    )
+    cfg = make_config(DirtyConfig, given)
     out = sys.stderr if json_out else sys.stdout
     cpus = len(os.sched_getaffinity(0))
     if cfg.threads > cpus and cfg.pattern != "once":

@@ -30,8 +30,6 @@ from migmon.cli._common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     DetailsOpt,
-    DurationOpt,
-    IntervalOpt,
     JsonOpt,
     MetricsLingerOpt,
     MetricsOpt,
@@ -40,47 +38,24 @@ from migmon.cli._common import (
     TimestampsOpt,
     drive,
     fail_line,
-    make_config,
     quiet_broken_pipe,
     say,
     signals_interrupt,
 )
+from migmon.cli._flags import Given, config_flags, make_config
 from migmon.errors import ConfigError
 from migmon.metrics import VmDstMetrics, serving
 from migmon.output import emit, emit_config, emit_json, print_summary, show_timestamps
 from migmon.output.vm import host_of, latency_line, session_lines, speed_line, src_summary_lines
 
 _TESTS = ("precopy", "postcopy")
-_FLAGS = {
-    "host": "-H/--host",
-    "port": "-p/--port",
-    "vm_size_gb": "-S/--size",
-    "channels": "--channels",
-    "max_bandwidth_mb_s": "--max-bandwidth",
-    "duration_s": "--duration",
-    "interval_s": "--interval",
-    "connect_timeout_s": "--connect-timeout",
-    "bind": "--bind",
-    "max_connections": "--max-connections",
-    "idle_timeout_s": "--idle-timeout",
-}
 
 
+@config_flags(VmSourceConfig, VmDestinationConfig, lead=("src", "dst", "tests"))
 def vm_command(
+    given: Given,
     src: Annotated[bool, typer.Option("-s", "--src", help="Emulate the source VM.")] = False,
     dst: Annotated[bool, typer.Option("-d", "--dst", help="Emulate the destination VM.")] = False,
-    host: Annotated[
-        str | None,
-        typer.Option(
-            "-H", "--host", metavar="HOST", help="Destination address (required with -s)."
-        ),
-    ] = None,
-    port: Annotated[
-        int, typer.Option("-p", "--port", metavar="PORT", help="TCP port.", min=1, max=65535)
-    ] = 12323,
-    size_gb: Annotated[
-        int, typer.Option("-S", "--size", metavar="GB", help="Size of the VM in GB.", min=1)
-    ] = 1024,
     tests: Annotated[
         list[str] | None,
         typer.Option(
@@ -91,79 +66,10 @@ def vm_command(
             show_default="precopy",
         ),
     ] = None,
-    duration: DurationOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     details: DetailsOpt = False,
     timestamps: TimestampsOpt = False,
-    bind: Annotated[
-        str | None,
-        typer.Option(
-            "--bind",
-            metavar="ADDR",
-            help="Destination: address to listen on.",
-            show_default="all, IPv6 and IPv4",
-        ),
-    ] = None,
-    channels: Annotated[
-        int,
-        typer.Option(
-            "--channels",
-            metavar="N",
-            help="Source: multifd connections for precopy.",
-            min=0,
-            max=64,
-        ),
-    ] = 0,
-    preempt: Annotated[
-        bool,
-        typer.Option("--preempt", help="Source: answer page requests on their own connection."),
-    ] = False,
-    return_path: Annotated[
-        str,
-        typer.Option(
-            "--return-path",
-            metavar="PATH",
-            help="With --preempt, where page requests travel: 'preempt' (with the pages) or "
-            "'main' (QEMU's return path, behind the stream's socket).",
-        ),
-    ] = "preempt",
-    max_bandwidth: Annotated[
-        str | None,
-        typer.Option(
-            "--max-bandwidth",
-            metavar="RATE",
-            help="Source: cap the precopy stream (MB/s; M, G, T).",
-            show_default="none",
-        ),
-    ] = None,
-    interval: IntervalOpt = 1.0,
-    connect_timeout: Annotated[
-        float,
-        typer.Option(
-            "--connect-timeout", metavar="S", help="Source: seconds to wait for each connection."
-        ),
-    ] = 10.0,
-    max_connections: Annotated[
-        int,
-        typer.Option(
-            "--max-connections",
-            metavar="N",
-            help="Destination: connections served at once (a source uses 1 + channels + "
-            "preempt); more are closed at once, with a message.",
-            min=1,
-            max=65536,
-        ),
-    ] = 256,
-    idle_timeout: Annotated[
-        float,
-        typer.Option(
-            "--idle-timeout",
-            metavar="S",
-            help="Destination: a session that brings less than a page in this many seconds "
-            "is stalled, and closed (its connections go to other sources).",
-        ),
-    ] = 30.0,
     metrics: MetricsOpt = None,
     metrics_linger: MetricsLingerOpt = 0.0,
 ) -> int:
@@ -174,67 +80,34 @@ def vm_command(
     if src == dst:
         raise ConfigError("please specify to emulate either src (-s) or dst (-d)")
     show = Show(json_out, quiet, details)
-    if dst:
-        if tests:
-            raise ConfigError("precopy/postcopy need to be specified on src VM")
-        if (
-            channels
-            or preempt
-            or max_bandwidth is not None
-            or return_path != "preempt"
-            or connect_timeout != 10.0
-        ):
-            raise ConfigError(
-                "--channels, --preempt, --return-path, --max-bandwidth and --connect-timeout "
-                "are source options"
-            )
-        dcfg = make_config(
-            VmDestinationConfig,
-            _FLAGS,
-            bind=bind,
-            port=port,
-            vm_size_gb=size_gb,
-            interval_s=interval,
-            max_connections=max_connections,
-            duration_s=duration,
-            idle_timeout_s=idle_timeout,
+    mine, other = (VmDestinationConfig, "source") if dst else (VmSourceConfig, "destination")
+    foreign = given.foreign(mine)
+    if dst and tests:
+        foreign.insert(0, "-t/--test")
+    if src and metrics is not None:
+        foreign.append("--metrics")
+    if foreign:
+        are = "is a" if len(foreign) == 1 else "are"
+        raise ConfigError(
+            f"{_either(foreign, 'and')} {are} {other} option{'s' * (len(foreign) > 1)}"
         )
-        return _run_dst(dcfg, show, metrics, metrics_linger)
-    if host is None:
+    if dst:
+        return _run_dst(make_config(VmDestinationConfig, given), show, metrics, metrics_linger)
+    if "host" not in given.fields(VmSourceConfig):
         raise ConfigError("please specify dst VM address using '-H'")
-    if bind is not None or max_connections != 256 or idle_timeout != 30.0:
-        raise ConfigError("--bind, --max-connections and --idle-timeout are destination options")
-    if metrics is not None:
-        raise ConfigError("--metrics is a destination option (the source runs to its end)")
-    if return_path not in ("preempt", "main"):
-        raise ConfigError(f"unknown --return-path '{return_path}' (expected preempt or main)")
     chosen = set(tests or ["precopy"])
     unknown = chosen - set(_TESTS)
     if unknown:
         raise ConfigError(f"unknown test '{sorted(unknown)[0]}' (expected precopy or postcopy)")
-    if not chosen & {"precopy"} and channels:
-        raise ConfigError("--channels carries precopy pages: add -t precopy")
-    if preempt and "postcopy" not in chosen:
-        raise ConfigError("--preempt is for postcopy requests: add -t postcopy")
-    if return_path == "main" and not preempt:
-        raise ConfigError("--return-path main is for --preempt")
     cfg = make_config(
-        VmSourceConfig,
-        _FLAGS,
-        host=host,
-        port=port,
-        vm_size_gb=size_gb,
-        precopy="precopy" in chosen,
-        postcopy="postcopy" in chosen,
-        channels=channels,
-        preempt=preempt,
-        return_path=return_path,
-        max_bandwidth_mb_s=max_bandwidth,
-        duration_s=duration,
-        interval_s=interval,
-        connect_timeout_s=connect_timeout,
+        VmSourceConfig, given, precopy="precopy" in chosen, postcopy="postcopy" in chosen
     )
     return _run_src(cfg, show)
+
+
+def _either(names: list[str], word: str) -> str:
+    """'a, b and c'."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} {word} {names[-1]}"
 
 
 def _run_src(cfg: VmSourceConfig, show: Show) -> int:

@@ -16,6 +16,7 @@ use crate::downtime::echo::NewClient;
 use crate::downtime::gap::{ms, Arrival, Baseline, DowntimeEvent, GapDetector};
 use crate::downtime::wire::Probe;
 use crate::error::{Error, Result};
+use crate::flags::{self, Flag, Flags, Takes};
 use crate::pace::{mono_ns, unix_at};
 use crate::run::{lock, Background, Ctx};
 use crate::sock::{bind_udp, canonical, wait_readable};
@@ -63,6 +64,22 @@ impl Default for OneWayServerConfig {
             duration_s: None,
         }
     }
+}
+
+impl Flags for OneWayServerConfig {
+    const FLAGS: &'static [Flag] = &[
+        flags::UDP_PORT,
+        flags::BIND,
+        Flag::new(
+            "threshold_ms",
+            "--threshold-ms",
+            "MS",
+            Takes::Float,
+            "A gap this long is a downtime event.",
+        )
+        .shown("twice a client's usual gap (the median of its first four), at least 1 ms"),
+        flags::DURATION,
+    ];
 }
 
 /// Clients measured at once. A new client beyond this takes the place of
@@ -447,76 +464,5 @@ fn serve(
         }
     }
 }
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn measures_each_client_on_its_own() {
-        let srv = OneWayServer::start(OneWayServerConfig {
-            bind: Some("127.0.0.1".into()),
-            port: 0,
-            ..Default::default()
-        })
-        .unwrap();
-        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
-        for seq in 0..30u64 {
-            if !(10..20).contains(&seq) {
-                a.send_to(&Probe { seq, sent_ns: 0 }.encode(), srv.local_addr())
-                    .unwrap();
-            }
-            b.send_to(b"echo", srv.local_addr()).unwrap();
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-        let clients = srv.background().stop().unwrap().clients;
-        assert_eq!(clients.len(), 2);
-        let ca = clients
-            .iter()
-            .find(|c| c.peer == a.local_addr().unwrap().to_string())
-            .unwrap();
-        let cb = clients
-            .iter()
-            .find(|c| c.peer == b.local_addr().unwrap().to_string())
-            .unwrap();
-        assert_eq!((ca.packets, ca.probes, ca.lost), (20, 20, 10));
-        assert_eq!(ca.events.len(), 1);
-        assert_eq!(ca.events[0].probes_missed, 10);
-        assert_eq!((cb.packets, cb.probes), (30, 0));
-    }
-
-    #[test]
-    fn far_sequence_numbers_are_restarts_not_loss() {
-        let mut c = Client::new(None, 0);
-        let mut t = 0;
-        let mut feed = |c: &mut Client, seq: u64| {
-            t += 1_000_000;
-            let skipped = c.sequence(seq, t);
-            c.last_seen_ns = t;
-            skipped
-        };
-        for seq in [0, 1, 2, 4] {
-            feed(&mut c, seq);
-        }
-        assert_eq!(c.summary(test_peer()).lost, 1);
-        // A forged 2^63 and the top of the range: restarts, not 9.2e18 lost
-        // and no wrap to 0.
-        assert_eq!(feed(&mut c, 1 << 63), 0);
-        assert_eq!(feed(&mut c, u64::MAX), 0);
-        // The client restarts from 0; a probe from before the restart's
-        // first arrives late.
-        feed(&mut c, 1);
-        feed(&mut c, 0);
-        assert_eq!(feed(&mut c, 5), 3);
-        let s = c.summary(test_peer());
-        assert_eq!((s.restarts, s.reordered), (3, 1));
-        assert_eq!(s.lost, 1 + 3);
-        assert_eq!(s.probes, 9);
-    }
-
-    fn test_peer() -> SocketAddr {
-        "127.0.0.1:9".parse().unwrap()
-    }
-}
+mod tests;
