@@ -11,7 +11,9 @@ use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, Criterion, Throughput};
-use migmon::mem::{prefault, DirtyConfig, DirtyRun, Kernel, KernelEnv, PageSize, Pattern, Region};
+use migmon::mem::{
+    prefault, DirtyConfig, DirtyWorkload, Kernel, KernelEnv, PageSize, Pattern, Region,
+};
 use migmon::pace::StopFlag;
 
 const REGION_MB: u64 = 1024;
@@ -142,11 +144,11 @@ fn ratio_report() {
     drop(r);
     drop(peer_r);
 
-    println!("\nthread scaling (DirtyRun, unlimited rate, 2 GB, 2 s each, MB/s):");
+    println!("\nthread scaling (DirtyWorkload, unlimited rate, 2 GB, 2 s each, MB/s):");
     for pattern in [Pattern::Sequential, Pattern::Random] {
         let mut res = Vec::new();
         for threads in [1, 2] {
-            let run = DirtyRun::start(DirtyConfig {
+            let run = DirtyWorkload::start(DirtyConfig {
                 size_mb: 2048,
                 pattern,
                 threads,

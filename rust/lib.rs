@@ -18,6 +18,21 @@
 //! The crate knows nothing of Python; the PyO3 binding lives in `py` behind
 //! the `python` feature and is the only place that imports pyo3.
 
+/// A data or configuration class that Python sees (with the `python`
+/// feature): frozen, every field a read-only attribute under its JSON key.
+/// The one place that says so; `scripts/gen_stubs.py` reads these blocks.
+#[macro_export]
+macro_rules! pydata {
+    ($(#[$m:meta])* pub struct $name:ident $body:tt) => {
+        $(#[$m])*
+        #[cfg_attr(
+            feature = "python",
+            pyo3::pyclass(module = "migmon._core", frozen, get_all, skip_from_py_object)
+        )]
+        pub struct $name $body
+    };
+}
+
 pub mod downtime;
 pub mod error;
 pub mod flags;

@@ -1,5 +1,5 @@
 """Writes python/migmon/_core.pyi from the Rust sources: every data class
-(a struct marked ``#[cfg_attr(feature = "python", pyo3::pyclass ...)]``)
+(a struct declared in a ``crate::pydata!`` block)
 with its fields, types and doc comments, and the background runs. The Rust
 struct is the one declaration of a field; ``tests/test_stubs.py`` fails when
 the committed stub is out of date. Run: ``python scripts/gen_stubs.py``."""
@@ -26,8 +26,8 @@ SCALARS = {
     "String": "str",
 }
 TEXT_ENUM = re.compile(r'pub enum (\w+): "[^"]*" \{(.*?)\n    \}', re.S)
-PYCLASS = re.compile(r'#\[cfg_attr\(\s*feature = "python",\s*pyo3::pyclass\(')
-STRUCT = re.compile(r"pub struct (\w+) \{(.*?)\n\}", re.S)
+PYDATA = re.compile(r"crate::pydata! \{\n(.*?)\n\}\n", re.S)
+STRUCT = re.compile(r"pub struct (\w+) \{(.*?)\n    \}", re.S)
 FIELD = re.compile(r"((?:\s*///[^\n]*\n|\s*#\[[^\n]*\]\n)*)\s*pub (\w+): ([^\n]+),\n")
 
 # The background runs: (class, config, item type, result type, extra members).
@@ -131,18 +131,15 @@ def py_type(rust: str) -> str:
 def classes() -> list[tuple[str, str, list[tuple[str, str, str, str]]]]:
     out = []
     for path in sorted((ROOT / "rust").rglob("*.rs")):
-        text = path.read_text()
-        for m in PYCLASS.finditer(text):
-            head = text[: m.start()]
-            doc_lines: list[str] = []
-            for line in reversed(head.rstrip("\n").splitlines()):
-                line = line.strip()
-                if line.startswith("///"):
-                    doc_lines.insert(0, line[3:].strip())
-                elif doc_lines:
-                    break
-            s = STRUCT.search(text, m.end())
-            assert s is not None
+        for m in PYDATA.finditer(path.read_text()):
+            block = m.group(1)
+            doc = " ".join(
+                line.strip()[3:].strip()
+                for line in block.split("pub struct", 1)[0].splitlines()
+                if line.strip().startswith("///")
+            )
+            s = STRUCT.search(block)
+            assert s is not None, block[:200]
             fields = []
             for f in FIELD.finditer(s.group(2) + "\n"):
                 docs = " ".join(
@@ -153,7 +150,7 @@ def classes() -> list[tuple[str, str, list[tuple[str, str, str, str]]]]:
                 sized = 'de::size"' in f.group(1) or 'de::opt_size"' in f.group(1)
                 argtype = ftype.replace("int", "int | str", 1) if sized else ftype
                 fields.append((f.group(2), ftype, docs, argtype))
-            out.append((s.group(1), " ".join(doc_lines), fields))
+            out.append((s.group(1), doc, fields))
     return out
 
 

@@ -6,9 +6,11 @@ import contextlib
 import io
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -125,3 +127,34 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
     with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def wait_udp_echo(port: int, host: str = "127.0.0.1", timeout: float = 20.0) -> None:
+    """Waits until an echo server answers on ``port``."""
+    deadline = time.monotonic() + timeout
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(0.1)
+        while time.monotonic() < deadline:
+            s.sendto(b"ping", (host, port))
+            try:
+                if s.recv(100) == b"ping":
+                    return
+            except OSError:
+                pass
+    raise AssertionError(f"no echo server on {host}:{port}")
+
+
+@pytest.fixture
+def echo_proc() -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """A real ``mig_mon server_rr`` in its own process (so it can be stopped)."""
+    port = free_port(socket.SOCK_DGRAM)
+    proc = popen_cli("server_rr", "-p", str(port))
+    try:
+        wait_udp_echo(port)
+        yield proc, port
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.communicate(timeout=10)
+        finally:
+            proc.kill()

@@ -295,7 +295,9 @@ def test_vm_destination_out_of_descriptors_does_not_spin() -> None:
     assert r.returncode == 0, r.stderr
     d.terminate()
     out, _ = d.communicate(timeout=10)
-    assert "out of file descriptors" in out
+    # Which says it depends on where the limit bites: accept() itself, or
+    # the descriptors a connection needs after it.
+    assert "out of file descriptors" in out or "no descriptor to serve it" in out, out
 
 
 def test_vm_destination_stays_bounded_over_many_sessions() -> None:

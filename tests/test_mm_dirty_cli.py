@@ -290,8 +290,12 @@ def test_a_pause_of_the_process_is_reported_once_with_its_length(pattern: str, r
     long = [x for x in pauses if x["length_ms"] >= 100]
     assert len(long) == 1, pauses
     assert all(x["length_ms"] < 100 for x in pauses if x is not long[0]), pauses
-    # Accuracy bound for a loaded machine (measured: within 1 ms).
-    assert abs(long[0]["length_ms"] - stopped_ms) <= 5.0, (long[0], stopped_ms)
+    # Accuracy (measured on a quiet machine: within 1 ms). A pause never
+    # falls short of the stop; it can end later than the SIGCONT by the
+    # wait for a CPU after it, which on a loaded 2-core machine is a
+    # scheduler slice or more (one CI run: +5 ms): a generous bound above.
+    error_ms = long[0]["length_ms"] - stopped_ms
+    assert -5.0 <= error_ms <= 25.0, (long[0], stopped_ms)
     assert long[0]["threads"] == [0, 1]
     summary = objs[-1]
     assert summary["pauses"] == len(pauses)

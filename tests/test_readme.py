@@ -32,7 +32,13 @@ def test_the_tour_runs_as_written(tmp_path: Path) -> None:
     for c in commands:
         script.append(c)
         if c.rstrip().endswith("&"):
-            script.append("sleep 1.5")
+            # Until the server listens (a busy machine starts it slowly).
+            port = re.search(r"-p (\d+)", c)
+            assert port, c
+            script.append(
+                f"for _ in $(seq 300); do ss -lntuH | grep -q ':{port.group(1)} ' && break;"
+                " sleep 0.1; done"
+            )
     script.append("wait")
     for f in ("/tmp/mm_dirty.png", "/tmp/vm_src.svg"):
         Path(f).unlink(missing_ok=True)

@@ -13,7 +13,7 @@ import math
 import os
 import re
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -38,18 +38,29 @@ _VIRSH_EVENT = re.compile(
 MAX_INPUT_BYTES = 256 * 2**20
 
 
+def read_input(
+    path: Path, error: Callable[[str], Exception] = ParseError, limit: int = MAX_INPUT_BYTES
+) -> bytes:
+    """A file's bytes, for a reader of mig_mon's inputs: a device (which may
+    never end) or more than ``limit`` bytes is ``error``, as is a file that
+    cannot be read."""
+    try:
+        mode = os.stat(path).st_mode
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+            raise error(f"{path}: a device, not mig_mon output")
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+    except OSError as e:
+        raise error(f"{path}: {e.strerror or e}") from None
+    if len(data) > limit:
+        raise error(f"{path}: more than {limit >> 20} MB, not mig_mon output")
+    return data
+
+
 def parse_file(path: str | Path) -> Series:
     """Parses one file; raises :class:`ParseError` with the reason."""
     p = Path(path)
-    try:
-        if stat.S_ISCHR(os.stat(p).st_mode) or stat.S_ISBLK(os.stat(p).st_mode):
-            raise ParseError(f"{p}: a device, not mig_mon output")
-        with open(p, "rb") as f:
-            data = f.read(MAX_INPUT_BYTES + 1)
-    except OSError as e:
-        raise ParseError(f"{p}: {e.strerror or e}") from None
-    if len(data) > MAX_INPUT_BYTES:
-        raise ParseError(f"{p}: more than {MAX_INPUT_BYTES >> 20} MB, not mig_mon output")
+    data = read_input(p)
     if b"\0" in data:
         raise ParseError(f"{p}: binary data, not mig_mon output")
     return parse_text(data.decode(errors="replace"), label=p.name)
@@ -99,18 +110,35 @@ _MALFORMED = (
 )
 
 
-def _parse_json(numbered: list[tuple[int, str]], label: str) -> Series:
+def json_objects(
+    numbered: Iterable[tuple[int, str]],
+    label: str,
+    error: Callable[[str], Exception] | None = ParseError,
+) -> list[dict[str, Any]]:
+    """Each ``(line number, text)`` as a JSON object: the one JSON Lines
+    reader of mig_mon's own. A line that is not an object raises ``error``
+    naming it (None: the line is skipped, for output mixed with text)."""
     objs: list[dict[str, Any]] = []
     for n, line in numbered:
+        why = None
         try:
             o = json.loads(line)
         except json.JSONDecodeError as e:
-            raise ParseError(f"{label}: line {n}: not JSON ({e.msg})") from None
+            why = f"not JSON ({e.msg})"
         except RecursionError:
-            raise ParseError(f"{label}: line {n}: JSON nested too deeply") from None
-        if not isinstance(o, dict):
-            raise ParseError(f"{label}: line {n}: not a JSON object")
-        objs.append(o)
+            why = "JSON nested too deeply"
+        else:
+            if not isinstance(o, dict):
+                why = "not a JSON object"
+        if why is None:
+            objs.append(o)
+        elif error is not None:
+            raise error(f"{label}: line {n}: {why}") from None
+    return objs
+
+
+def _parse_json(numbered: list[tuple[int, str]], label: str) -> Series:
+    objs = json_objects(numbered, label)
     parser = _json_parser(objs, label)
     try:
         s = parser(objs)

@@ -21,22 +21,20 @@ use crate::run::{Background, Ctx};
 use crate::sock::{bind_udp, canonical};
 use crate::units::{self, de};
 
-/// A UDP server's configuration (`server_rr`; `server` adds a threshold).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-#[cfg_attr(
-    feature = "python",
-    pyo3::pyclass(module = "migmon._core", frozen, get_all, skip_from_py_object)
-)]
-pub struct EchoServerConfig {
-    /// Address to listen on; None = every address, IPv6 and IPv4.
-    pub bind: Option<String>,
-    /// UDP port; 0 = any free port.
-    #[serde(deserialize_with = "de::int")]
-    pub port: u16,
-    /// Stop after this many seconds; None = until stopped.
-    #[serde(deserialize_with = "de::opt_float")]
-    pub duration_s: Option<f64>,
+crate::pydata! {
+    /// A UDP server's configuration (`server_rr`; `server` adds a threshold).
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    pub struct EchoServerConfig {
+        /// Address to listen on; None = every address, IPv6 and IPv4.
+        pub bind: Option<String>,
+        /// UDP port; 0 = any free port.
+        #[serde(deserialize_with = "de::int")]
+        pub port: u16,
+        /// Stop after this many seconds; None = until stopped.
+        #[serde(deserialize_with = "de::opt_float")]
+        pub duration_s: Option<f64>,
+    }
 }
 
 impl Default for EchoServerConfig {
@@ -60,42 +58,38 @@ impl EchoServerConfig {
     }
 }
 
-/// A sender the server heard for the first time.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(tag = "type", rename = "client")]
-#[cfg_attr(
-    feature = "python",
-    pyo3::pyclass(module = "migmon._core", frozen, get_all, skip_from_py_object)
-)]
-pub struct NewClient {
-    /// The sender, "ip:port".
-    pub peer: String,
+crate::pydata! {
+    /// A sender the server heard for the first time.
+    #[derive(Clone, Debug, PartialEq, Serialize)]
+    #[serde(tag = "type", rename = "client")]
+    pub struct NewClient {
+        /// The sender, "ip:port".
+        pub peer: String,
+    }
 }
 
 /// How many distinct clients the server remembers for its count.
 const MAX_TRACKED_CLIENTS: usize = 65_536;
 
-/// Counters of an echo server.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-#[serde(tag = "type", rename = "summary")]
-#[cfg_attr(
-    feature = "python",
-    pyo3::pyclass(module = "migmon._core", frozen, get_all, skip_from_py_object)
-)]
-pub struct EchoStats {
-    /// Datagrams received.
-    pub packets: u64,
-    /// Bytes received (and echoed).
-    pub bytes: u64,
-    /// Of those, our probes.
-    pub probes: u64,
-    /// Replies the kernel refused to send.
-    pub send_errors: u64,
-    /// Distinct senders seen (capped at 65536).
-    pub clients: u64,
-    /// Datagrams not answered because they were our own replies coming
-    /// back (from ourselves, or bounced by another echo server).
-    pub loops_dropped: u64,
+crate::pydata! {
+    /// Counters of an echo server.
+    #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+    #[serde(tag = "type", rename = "summary")]
+    pub struct EchoStats {
+        /// Datagrams received.
+        pub packets: u64,
+        /// Bytes received (and echoed).
+        pub bytes: u64,
+        /// Of those, our probes.
+        pub probes: u64,
+        /// Replies the kernel refused to send.
+        pub send_errors: u64,
+        /// Distinct senders seen (capped at 65536).
+        pub clients: u64,
+        /// Datagrams not answered because they were our own replies coming
+        /// back (from ourselves, or bounced by another echo server).
+        pub loops_dropped: u64,
+    }
 }
 
 #[derive(Default)]

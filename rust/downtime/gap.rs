@@ -17,39 +17,37 @@ use serde::Serialize;
 
 const NS_PER_MS: f64 = 1e6;
 
-/// One downtime: no packet arrived for `gap_ms`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(tag = "type", rename = "event")]
-#[cfg_attr(
-    feature = "python",
-    pyo3::pyclass(module = "migmon._core", frozen, get_all, skip_from_py_object)
-)]
-pub struct DowntimeEvent {
-    /// 0 for the first event of a run (per peer on a server).
-    pub index: u64,
-    /// The peer ("ip:port") whose packets stopped.
-    pub peer: Option<String>,
-    /// Wall-clock time (Unix seconds) of the last arrival before the gap.
-    pub start_unix_s: f64,
-    /// Seconds from the start of the run to that arrival.
-    pub start_offset_s: f64,
-    /// Time between the arrivals around the gap, ms.
-    pub gap_ms: f64,
-    /// Estimated blackout: the gap less one interval, ms (never negative).
-    pub blackout_ms: f64,
-    /// How exact the blackout estimate is (one probe interval), ms.
-    pub resolution_ms: f64,
-    /// Probes sent in the gap that got no timely reply (round trip) or
-    /// never arrived (one way, from sequence numbers).
-    pub probes_missed: u64,
-    /// How late the client itself sent its probes during the gap, ms: its
-    /// thread did not run (the host was overloaded, the client stopped).
-    /// Part of the gap, or all of it, is then the client's, not the
-    /// network's. 0 on a server, which cannot know.
-    pub client_stall_ms: f64,
-    /// Still going on when the run ended: its gap is the time from the
-    /// last reply to the end (the outage may have lasted longer).
-    pub open: bool,
+crate::pydata! {
+    /// One downtime: no packet arrived for `gap_ms`.
+    #[derive(Clone, Debug, PartialEq, Serialize)]
+    #[serde(tag = "type", rename = "event")]
+    pub struct DowntimeEvent {
+        /// 0 for the first event of a run (per peer on a server).
+        pub index: u64,
+        /// The peer ("ip:port") whose packets stopped.
+        pub peer: Option<String>,
+        /// Wall-clock time (Unix seconds) of the last arrival before the gap.
+        pub start_unix_s: f64,
+        /// Seconds from the start of the run to that arrival.
+        pub start_offset_s: f64,
+        /// Time between the arrivals around the gap, ms.
+        pub gap_ms: f64,
+        /// Estimated blackout: the gap less one interval, ms (never negative).
+        pub blackout_ms: f64,
+        /// How exact the blackout estimate is (one probe interval), ms.
+        pub resolution_ms: f64,
+        /// Probes sent in the gap that got no timely reply (round trip) or
+        /// never arrived (one way, from sequence numbers).
+        pub probes_missed: u64,
+        /// How late the client itself sent its probes during the gap, ms: its
+        /// thread did not run (the host was overloaded, the client stopped).
+        /// Part of the gap, or all of it, is then the client's, not the
+        /// network's. 0 on a server, which cannot know.
+        pub client_stall_ms: f64,
+        /// Still going on when the run ended: its gap is the time from the
+        /// last reply to the end (the outage may have lasted longer).
+        pub open: bool,
+    }
 }
 
 impl DowntimeEvent {
@@ -84,24 +82,22 @@ pub fn ms(ns: u64) -> f64 {
     ns as f64 / NS_PER_MS
 }
 
-/// The first two arrivals set the baseline gap and the spike threshold.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(tag = "type", rename = "baseline")]
-#[cfg_attr(
-    feature = "python",
-    pyo3::pyclass(module = "migmon._core", frozen, get_all, skip_from_py_object)
-)]
-pub struct Baseline {
-    /// The peer, on a server that measures many.
-    pub peer: Option<String>,
-    /// Gap between the first two arrivals, ms (what the original prints).
-    pub gap_ms: f64,
-    /// The baseline: the median of the first gaps, ms.
-    pub median_gap_ms: f64,
-    /// Spike threshold from now on, ms.
-    pub threshold_ms: f64,
-    /// Wall-clock time, Unix seconds.
-    pub unix_s: f64,
+crate::pydata! {
+    /// The first two arrivals set the baseline gap and the spike threshold.
+    #[derive(Clone, Debug, PartialEq, Serialize)]
+    #[serde(tag = "type", rename = "baseline")]
+    pub struct Baseline {
+        /// The peer, on a server that measures many.
+        pub peer: Option<String>,
+        /// Gap between the first two arrivals, ms (what the original prints).
+        pub gap_ms: f64,
+        /// The baseline: the median of the first gaps, ms.
+        pub median_gap_ms: f64,
+        /// Spike threshold from now on, ms.
+        pub threshold_ms: f64,
+        /// Wall-clock time, Unix seconds.
+        pub unix_s: f64,
+    }
 }
 
 /// What one arrival meant.

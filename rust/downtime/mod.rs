@@ -13,4 +13,4 @@ pub mod wire;
 pub use echo::{EchoServer, EchoServerConfig, EchoStats, NewClient};
 pub use gap::{Baseline, DowntimeEvent};
 pub use oneway::{ClientSummary, OneWayServer, OneWayServerConfig, OneWaySummary, ServerMessage};
-pub use probe::{NoReply, ProbeConfig, ProbeMessage, ProbeRun, ProbeStatus, ProbeSummary};
+pub use probe::{NoReply, ProbeConfig, ProbeMessage, ProbeStatus, ProbeSummary, Prober};

@@ -22,55 +22,53 @@ crate::text_enum! {
     }
 }
 
-/// A dirty workload's configuration: built once (from the command line or
-/// from Python keyword arguments), checked by [`DirtyConfig::validate`].
-/// Sizes in MB (MiB), rates in MB/s, times in seconds.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-#[cfg_attr(
-    feature = "python",
-    pyo3::pyclass(module = "migmon._core", frozen, get_all, skip_from_py_object)
-)]
-pub struct DirtyConfig {
-    /// Region size in MB; also the original's size text (`16G`).
-    #[serde(deserialize_with = "de::size")]
-    pub size_mb: u64,
-    /// Target dirty rate in MB/s, shared by all threads; None = unlimited.
-    #[serde(deserialize_with = "de::opt_size")]
-    pub rate_mb_s: Option<u64>,
-    /// Page selection: sequential, random or once.
-    pub pattern: Pattern,
-    /// What backs the region: 4k, 2m, 1g or thp.
-    pub page_size: PageSize,
-    /// Dirtying threads, each on its own contiguous slice (1..=1024).
-    #[serde(deserialize_with = "de::int")]
-    pub threads: usize,
-    /// Time every 4 KiB access.
-    #[serde(deserialize_with = "de::flag")]
-    pub record_latency: bool,
-    /// Check every page holds what was last written there.
-    #[serde(deserialize_with = "de::flag")]
-    pub verify: bool,
-    /// Seconds between samples (at least 0.01).
-    #[serde(deserialize_with = "de::float")]
-    pub interval_s: f64,
-    /// Work per paced step, ms: each dirtying thread wakes once per step
-    /// (0.05 to 1000; 1000 is the original's once-a-second burst).
-    #[serde(deserialize_with = "de::float")]
-    pub pace_ms: f64,
-    /// A step late by this much is a pause of the guest or the process, ms
-    /// (1 to 10000; detection costs nothing: the clock is read anyway).
-    #[serde(deserialize_with = "de::float")]
-    pub pause_ms: f64,
-    /// Stop by itself after this many seconds of dirtying; None = until stopped.
-    #[serde(deserialize_with = "de::opt_float")]
-    pub duration_s: Option<f64>,
-    /// Skip the available-memory check.
-    #[serde(deserialize_with = "de::flag")]
-    pub force: bool,
-    /// Seed for the random pattern; None = from the clock.
-    #[serde(deserialize_with = "de::opt_int")]
-    pub seed: Option<u64>,
+crate::pydata! {
+    /// A dirty workload's configuration: built once (from the command line or
+    /// from Python keyword arguments), checked by [`DirtyConfig::validate`].
+    /// Sizes in MB (MiB), rates in MB/s, times in seconds.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    pub struct DirtyConfig {
+        /// Region size in MB; also the original's size text (`16G`).
+        #[serde(deserialize_with = "de::size")]
+        pub size_mb: u64,
+        /// Target dirty rate in MB/s, shared by all threads; None = unlimited.
+        #[serde(deserialize_with = "de::opt_size")]
+        pub rate_mb_s: Option<u64>,
+        /// Page selection: sequential, random or once.
+        pub pattern: Pattern,
+        /// What backs the region: 4k, 2m, 1g or thp.
+        pub page_size: PageSize,
+        /// Dirtying threads, each on its own contiguous slice (1..=1024).
+        #[serde(deserialize_with = "de::int")]
+        pub threads: usize,
+        /// Time every 4 KiB access.
+        #[serde(deserialize_with = "de::flag")]
+        pub record_latency: bool,
+        /// Check every page holds what was last written there.
+        #[serde(deserialize_with = "de::flag")]
+        pub verify: bool,
+        /// Seconds between samples (at least 0.01).
+        #[serde(deserialize_with = "de::float")]
+        pub interval_s: f64,
+        /// Work per paced step, ms: each dirtying thread wakes once per step
+        /// (0.05 to 1000; 1000 is the original's once-a-second burst).
+        #[serde(deserialize_with = "de::float")]
+        pub pace_ms: f64,
+        /// A step late by this much is a pause of the guest or the process, ms
+        /// (1 to 10000; detection costs nothing: the clock is read anyway).
+        #[serde(deserialize_with = "de::float")]
+        pub pause_ms: f64,
+        /// Stop by itself after this many seconds of dirtying; None = until stopped.
+        #[serde(deserialize_with = "de::opt_float")]
+        pub duration_s: Option<f64>,
+        /// Skip the available-memory check.
+        #[serde(deserialize_with = "de::flag")]
+        pub force: bool,
+        /// Seed for the random pattern; None = from the clock.
+        #[serde(deserialize_with = "de::opt_int")]
+        pub seed: Option<u64>,
+    }
 }
 
 /// Most dirtying threads a run may start.

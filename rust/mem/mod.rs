@@ -16,4 +16,4 @@ pub use config::{DirtyConfig, Pattern, MAX_THREADS};
 pub use data::{DirtyItem, DirtyPause, DirtySample, DirtySummary, Phase};
 pub use kernel::{prefault, Kernel, KernelEnv};
 pub use region::{PageSize, Region, DIRTY_STEP};
-pub use run::DirtyRun;
+pub use run::DirtyWorkload;

@@ -2,7 +2,7 @@
 //! on every CPU, the dirtying workers and the sampler that turns their
 //! counters into one [`DirtySample`] per interval.
 //!
-//! [`DirtyRun::start`] returns at once; the run goes on in its own threads
+//! [`DirtyWorkload::start`] returns at once; the run goes on in its own threads
 //! as a [`Background`] run: poll it for samples, stop it for the summary.
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
@@ -35,7 +35,7 @@ impl Progress {
 }
 
 /// A running workload; see the module docs.
-pub struct DirtyRun {
+pub struct DirtyWorkload {
     cfg: DirtyConfig,
     progress: Arc<Progress>,
     steps: u64,
@@ -43,7 +43,7 @@ pub struct DirtyRun {
     bg: Background<DirtyItem, DirtySummary>,
 }
 
-impl DirtyRun {
+impl DirtyWorkload {
     /// Validates, maps the region and starts prefaulting and then dirtying
     /// in background threads.
     pub fn start(cfg: DirtyConfig) -> Result<Self> {
@@ -406,7 +406,7 @@ mod tests {
 
     #[test]
     fn paced_run_meets_its_rate() {
-        let run = DirtyRun::start(DirtyConfig {
+        let run = DirtyWorkload::start(DirtyConfig {
             rate_mb_s: Some(200),
             duration_s: Some(1.0),
             interval_s: 0.2,
@@ -427,7 +427,7 @@ mod tests {
     #[test]
     fn every_pattern_with_latency_and_threads() {
         for pattern in [Pattern::Sequential, Pattern::Random, Pattern::Once] {
-            let run = DirtyRun::start(DirtyConfig {
+            let run = DirtyWorkload::start(DirtyConfig {
                 pattern,
                 threads: 2,
                 record_latency: true,
@@ -448,7 +448,7 @@ mod tests {
     #[test]
     fn corruption_is_caught() {
         for pattern in [Pattern::Sequential, Pattern::Random, Pattern::Once] {
-            let run = DirtyRun::start(DirtyConfig {
+            let run = DirtyWorkload::start(DirtyConfig {
                 pattern,
                 rate_mb_s: Some(64),
                 duration_s: None,

@@ -14,7 +14,7 @@ use pyo3::IntoPyObjectExt;
 
 use super::data::replaced;
 use crate::downtime::*;
-use crate::mem::{DirtyConfig, DirtyItem, DirtyRun, Phase};
+use crate::mem::{DirtyConfig, DirtyItem, DirtyWorkload, Phase};
 use crate::run::{lock, Background};
 use crate::vm::*;
 
@@ -281,7 +281,7 @@ macro_rules! run_class {
 run_class!(
     PyDirtyWorkload,
     "DirtyWorkload",
-    DirtyRun,
+    DirtyWorkload,
     DirtyConfig,
     DirtyItem,
     dirty_item,
@@ -410,7 +410,7 @@ run_class!(
 run_class!(
     PyProber,
     "Prober",
-    ProbeRun,
+    Prober,
     ProbeConfig,
     ProbeMessage,
     probe_item,

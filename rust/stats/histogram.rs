@@ -15,31 +15,29 @@ pub struct LatencyHistogram {
     h: Histogram<u64>,
 }
 
-/// The figures every summary reports, all in nanoseconds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
-#[cfg_attr(
-    feature = "python",
-    pyo3::pyclass(module = "migmon._core", frozen, get_all, skip_from_py_object)
-)]
-pub struct Percentiles {
-    /// Number of values recorded.
-    pub count: u64,
-    /// Smallest value (ns).
-    pub min_ns: u64,
-    /// Mean (ns).
-    pub mean_ns: f64,
-    /// Median (ns).
-    pub p50_ns: u64,
-    /// 90th percentile (ns).
-    pub p90_ns: u64,
-    /// 99th percentile (ns).
-    pub p99_ns: u64,
-    /// 99.9th percentile (ns).
-    pub p99_9_ns: u64,
-    /// 99.99th percentile (ns).
-    pub p99_99_ns: u64,
-    /// Largest value (ns).
-    pub max_ns: u64,
+crate::pydata! {
+    /// The figures every summary reports, all in nanoseconds.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+    pub struct Percentiles {
+        /// Number of values recorded.
+        pub count: u64,
+        /// Smallest value (ns).
+        pub min_ns: u64,
+        /// Mean (ns).
+        pub mean_ns: f64,
+        /// Median (ns).
+        pub p50_ns: u64,
+        /// 90th percentile (ns).
+        pub p90_ns: u64,
+        /// 99th percentile (ns).
+        pub p99_ns: u64,
+        /// 99.9th percentile (ns).
+        pub p99_9_ns: u64,
+        /// 99.99th percentile (ns).
+        pub p99_99_ns: u64,
+        /// Largest value (ns).
+        pub max_ns: u64,
+    }
 }
 
 impl Default for LatencyHistogram {

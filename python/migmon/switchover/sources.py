@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import stat
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
+
+from migmon.parse import json_objects, read_input
 
 __all__ = ["Inputs", "Mark", "Outage", "Pause", "SourceError", "read_inputs"]
 
@@ -167,16 +167,7 @@ def _shifted(i: Inputs, off: float) -> Inputs:
 def read_one(path: str | Path) -> Inputs:
     p = Path(path)
     label = p.name
-    try:
-        mode = os.stat(p).st_mode
-        if not stat.S_ISREG(mode):
-            raise SourceError(f"{p}: not a regular file")
-        with open(p, "rb") as f:
-            data = f.read(MAX_INPUT_BYTES + 1)
-    except OSError as e:
-        raise SourceError(f"{p}: {e.strerror or e}") from None
-    if len(data) > MAX_INPUT_BYTES:
-        raise SourceError(f"{p}: more than {MAX_INPUT_BYTES >> 20} MB")
+    data = read_input(p, SourceError, MAX_INPUT_BYTES)
     if data[:4] in (
         b"\xd4\xc3\xb2\xa1",
         b"\xa1\xb2\xc3\xd4",
@@ -247,18 +238,7 @@ def _unix(v: Any, what: str) -> float:
 
 
 def _objs(lines: list[str], label: str) -> list[dict[str, Any]]:
-    out = []
-    for n, line in enumerate(lines, 1):
-        try:
-            o = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise SourceError(f"{label}: line {n}: not JSON ({e.msg})") from None
-        except RecursionError:
-            raise SourceError(f"{label}: line {n}: JSON nested too deeply") from None
-        if not isinstance(o, dict):
-            raise SourceError(f"{label}: line {n}: not a JSON object")
-        out.append(o)
-    return out
+    return json_objects(enumerate(lines, 1), label, SourceError)
 
 
 def _qmp_time(e: dict[str, Any]) -> float:

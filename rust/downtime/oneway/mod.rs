@@ -22,27 +22,25 @@ use crate::run::{lock, Background, Ctx};
 use crate::sock::{bind_udp, canonical, wait_readable};
 use crate::units::{self, de};
 
-/// The one-way server's configuration (`server`). Times in ms as the
-/// original's, the run's length in seconds.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-#[cfg_attr(
-    feature = "python",
-    pyo3::pyclass(module = "migmon._core", frozen, get_all, skip_from_py_object)
-)]
-pub struct OneWayServerConfig {
-    /// Address to listen on; None = every address, IPv6 and IPv4.
-    pub bind: Option<String>,
-    /// UDP port; 0 = any free port.
-    #[serde(deserialize_with = "de::int")]
-    pub port: u16,
-    /// A gap this long is a downtime event; None = twice a client's usual
-    /// gap (the median of its first four), never below 1 ms.
-    #[serde(deserialize_with = "de::opt_float")]
-    pub threshold_ms: Option<f64>,
-    /// Stop after this many seconds; None = until stopped.
-    #[serde(deserialize_with = "de::opt_float")]
-    pub duration_s: Option<f64>,
+crate::pydata! {
+    /// The one-way server's configuration (`server`). Times in ms as the
+    /// original's, the run's length in seconds.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    pub struct OneWayServerConfig {
+        /// Address to listen on; None = every address, IPv6 and IPv4.
+        pub bind: Option<String>,
+        /// UDP port; 0 = any free port.
+        #[serde(deserialize_with = "de::int")]
+        pub port: u16,
+        /// A gap this long is a downtime event; None = twice a client's usual
+        /// gap (the median of its first four), never below 1 ms.
+        #[serde(deserialize_with = "de::opt_float")]
+        pub threshold_ms: Option<f64>,
+        /// Stop after this many seconds; None = until stopped.
+        #[serde(deserialize_with = "de::opt_float")]
+        pub duration_s: Option<f64>,
+    }
 }
 
 impl OneWayServerConfig {
@@ -116,61 +114,57 @@ pub enum ServerMessage {
     Event(DowntimeEvent),
 }
 
-/// One client's figures.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[cfg_attr(
-    feature = "python",
-    pyo3::pyclass(module = "migmon._core", frozen, get_all, skip_from_py_object)
-)]
-pub struct ClientSummary {
-    /// The client, "ip:port".
-    pub peer: String,
-    /// Datagrams received.
-    pub packets: u64,
-    /// Of those, our probes.
-    pub probes: u64,
-    /// Probes never received (from sequence numbers; ours only).
-    pub lost: u64,
-    /// Probes that came after a later one.
-    pub reordered: u64,
-    /// Times the sequence numbers jumped further than the time allows (a
-    /// restarted client, or datagrams that only look like ours): counted
-    /// apart, the sequence is followed from there, nothing counted lost.
-    pub restarts: u64,
-    /// Wall-clock time of the client's latest datagram (Unix seconds).
-    pub last_seen_unix_s: f64,
-    /// Largest gap after the baseline, ms.
-    pub max_gap_ms: f64,
-    /// Latest gap, ms.
-    pub cur_gap_ms: f64,
-    /// Spike threshold, ms.
-    pub threshold_ms: Option<f64>,
-    /// Downtime events, in all (also those not listed).
-    pub event_count: u64,
-    /// The first [`KEPT_EVENTS_PER_CLIENT`] downtime events.
-    pub events: Vec<DowntimeEvent>,
+crate::pydata! {
+    /// One client's figures.
+    #[derive(Clone, Debug, PartialEq, Serialize)]
+    pub struct ClientSummary {
+        /// The client, "ip:port".
+        pub peer: String,
+        /// Datagrams received.
+        pub packets: u64,
+        /// Of those, our probes.
+        pub probes: u64,
+        /// Probes never received (from sequence numbers; ours only).
+        pub lost: u64,
+        /// Probes that came after a later one.
+        pub reordered: u64,
+        /// Times the sequence numbers jumped further than the time allows (a
+        /// restarted client, or datagrams that only look like ours): counted
+        /// apart, the sequence is followed from there, nothing counted lost.
+        pub restarts: u64,
+        /// Wall-clock time of the client's latest datagram (Unix seconds).
+        pub last_seen_unix_s: f64,
+        /// Largest gap after the baseline, ms.
+        pub max_gap_ms: f64,
+        /// Latest gap, ms.
+        pub cur_gap_ms: f64,
+        /// Spike threshold, ms.
+        pub threshold_ms: Option<f64>,
+        /// Downtime events, in all (also those not listed).
+        pub event_count: u64,
+        /// The first [`KEPT_EVENTS_PER_CLIENT`] downtime events.
+        pub events: Vec<DowntimeEvent>,
+    }
 }
 
 /// Events listed per client (each is also told as it happens): thousands of
 /// clients must not hold memory without bound.
 pub const KEPT_EVENTS_PER_CLIENT: usize = 1000;
 
-/// Every client's figures at the end.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(tag = "type", rename = "summary")]
-#[cfg_attr(
-    feature = "python",
-    pyo3::pyclass(module = "migmon._core", frozen, get_all, skip_from_py_object)
-)]
-pub struct OneWaySummary {
-    /// One entry per client measured, by address: those still known at the
-    /// end, then those retired after a minute of silence to make room.
-    pub clients: Vec<ClientSummary>,
-    /// Retired clients beyond what the summary keeps: counted only.
-    pub forgotten_clients: u64,
-    /// Datagrams from clients not measured because the table was full of
-    /// active clients.
-    pub untracked: u64,
+crate::pydata! {
+    /// Every client's figures at the end.
+    #[derive(Clone, Debug, PartialEq, Serialize)]
+    #[serde(tag = "type", rename = "summary")]
+    pub struct OneWaySummary {
+        /// One entry per client measured, by address: those still known at the
+        /// end, then those retired after a minute of silence to make room.
+        pub clients: Vec<ClientSummary>,
+        /// Retired clients beyond what the summary keeps: counted only.
+        pub forgotten_clients: u64,
+        /// Datagrams from clients not measured because the table was full of
+        /// active clients.
+        pub untracked: u64,
+    }
 }
 
 /// One run of a client's sequence numbers (a new one after a restart).

@@ -7,37 +7,35 @@ use crate::units::{self, de};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-/// A probe run's configuration (`client`). The interval and the threshold
-/// are in ms, as the original's command line has them; the run's length in
-/// seconds.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-#[cfg_attr(
-    feature = "python",
-    pyo3::pyclass(module = "migmon._core", frozen, get_all, skip_from_py_object)
-)]
-pub struct ProbeConfig {
-    /// The echo (or one-way) server: an address or a host name.
-    pub server: String,
-    /// Its UDP port.
-    #[serde(deserialize_with = "de::int")]
-    pub port: u16,
-    /// Time between probes, ms.
-    #[serde(deserialize_with = "de::float")]
-    pub interval_ms: f64,
-    /// A gap this long is a downtime event, ms; None = twice the median of
-    /// the first four gaps, never below twice the interval.
-    #[serde(deserialize_with = "de::opt_float")]
-    pub threshold_ms: Option<f64>,
-    /// Stop after sending this many probes.
-    #[serde(deserialize_with = "de::opt_int")]
-    pub count: Option<u64>,
-    /// Stop after this many seconds.
-    #[serde(deserialize_with = "de::opt_float")]
-    pub duration_s: Option<f64>,
-    /// Only send, for a one-way server.
-    #[serde(deserialize_with = "de::flag")]
-    pub one_way: bool,
+crate::pydata! {
+    /// A probe run's configuration (`client`). The interval and the threshold
+    /// are in ms, as the original's command line has them; the run's length in
+    /// seconds.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    pub struct ProbeConfig {
+        /// The echo (or one-way) server: an address or a host name.
+        pub server: String,
+        /// Its UDP port.
+        #[serde(deserialize_with = "de::int")]
+        pub port: u16,
+        /// Time between probes, ms.
+        #[serde(deserialize_with = "de::float")]
+        pub interval_ms: f64,
+        /// A gap this long is a downtime event, ms; None = twice the median of
+        /// the first four gaps, never below twice the interval.
+        #[serde(deserialize_with = "de::opt_float")]
+        pub threshold_ms: Option<f64>,
+        /// Stop after sending this many probes.
+        #[serde(deserialize_with = "de::opt_int")]
+        pub count: Option<u64>,
+        /// Stop after this many seconds.
+        #[serde(deserialize_with = "de::opt_float")]
+        pub duration_s: Option<f64>,
+        /// Only send, for a one-way server.
+        #[serde(deserialize_with = "de::flag")]
+        pub one_way: bool,
+    }
 }
 
 /// The shortest probe interval, ms.

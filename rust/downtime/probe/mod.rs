@@ -23,10 +23,12 @@ use crate::stats::{LatencyBuckets, LatencyHistogram};
 
 mod config;
 mod data;
+mod seqset;
 
 use config::Plan;
 pub use config::{ProbeConfig, MIN_INTERVAL_MS};
 pub use data::{NoReply, ProbeMessage, ProbeStatus, ProbeSummary, KEPT_EVENTS};
+use seqset::SeqSet;
 
 /// Our own send times are kept for this many probes: a reply is timed by
 /// our record of when its probe left, never by what the datagram says.
@@ -47,12 +49,12 @@ struct EventTotals {
 }
 
 /// A probe run in a background thread.
-pub struct ProbeRun {
+pub struct Prober {
     status: Arc<Mutex<ProbeStatus>>,
     bg: Background<ProbeMessage, ProbeSummary>,
 }
 
-impl ProbeRun {
+impl Prober {
     /// Validates, opens the socket and starts probing.
     pub fn start(cfg: ProbeConfig) -> Result<Self> {
         let (interval, threshold, duration) = cfg.plan_times()?;
@@ -70,7 +72,9 @@ impl ProbeRun {
         };
         let status: Arc<Mutex<ProbeStatus>> = Arc::default();
         let st = status.clone();
-        let bg = Background::spawn("probe", move |ctx| Prober::new(&plan, ctx, &st).run(&sock))?;
+        let bg = Background::spawn("probe", move |ctx| {
+            ProbeLoop::new(&plan, ctx, &st).run(&sock)
+        })?;
         Ok(Self { status, bg })
     }
 
@@ -85,23 +89,6 @@ impl ProbeRun {
     }
 }
 
-/// Which sequence numbers have been answered.
-#[derive(Default)]
-struct SeqSet(Vec<u64>);
-
-impl SeqSet {
-    /// Marks `seq`; false if it was already marked.
-    fn insert(&mut self, seq: u64) -> bool {
-        let (w, b) = ((seq / 64) as usize, seq % 64);
-        if w >= self.0.len() {
-            self.0.resize(w + 1, 0);
-        }
-        let had = self.0[w] & (1 << b) != 0;
-        self.0[w] |= 1 << b;
-        !had
-    }
-}
-
 /// A send that left later than planned: when, and how late, ns.
 #[derive(Clone, Copy)]
 struct LateSend {
@@ -112,7 +99,7 @@ struct LateSend {
 /// How many late sends are remembered for the events that follow.
 const LATE_SENDS: usize = 64;
 
-struct Prober<'a> {
+struct ProbeLoop<'a> {
     sending_ended_ns: u64,
     sent_at: Vec<u64>,
     late: std::collections::VecDeque<LateSend>,
@@ -139,7 +126,7 @@ struct Prober<'a> {
     last_rtt_ns: u64,
 }
 
-impl<'a> Prober<'a> {
+impl<'a> ProbeLoop<'a> {
     fn new(cfg: &'a Plan, ctx: &'a Ctx<ProbeMessage>, status: &'a Mutex<ProbeStatus>) -> Self {
         Self {
             sending_ended_ns: 0,

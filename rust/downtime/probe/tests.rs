@@ -14,7 +14,7 @@ fn cfg(target: SocketAddr) -> ProbeConfig {
     }
 }
 
-fn wait(run: &ProbeRun) -> ProbeSummary {
+fn wait(run: &Prober) -> ProbeSummary {
     while !run.background().is_done() {
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -29,7 +29,7 @@ fn round_trips_against_our_echo_server() {
         duration_s: None,
     })
     .unwrap();
-    let run = ProbeRun::start(cfg(srv.local_addr())).unwrap();
+    let run = Prober::start(cfg(srv.local_addr())).unwrap();
     let s = wait(&run);
     assert_eq!(s.sent, 100);
     assert_eq!(s.received, 100);
@@ -53,7 +53,7 @@ fn dead_server_is_all_loss_and_says_so() {
         .local_addr()
         .unwrap()
         .port();
-    let run = ProbeRun::start(ProbeConfig {
+    let run = Prober::start(ProbeConfig {
         count: Some(20),
         ..cfg(format!("127.0.0.1:{port}").parse().unwrap())
     })

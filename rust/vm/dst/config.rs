@@ -8,37 +8,35 @@ use crate::flags::{self, Flag, Flags, Takes};
 use crate::units::{self, de};
 use crate::vm::src::{vm_pages, PORT_FLAG, SIZE_FLAG};
 
-/// The emulated destination's configuration. Times in seconds.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-#[cfg_attr(
-    feature = "python",
-    pyo3::pyclass(module = "migmon._core", frozen, get_all, skip_from_py_object)
-)]
-pub struct VmDestinationConfig {
-    /// Address to listen on; None = every address, IPv6 and IPv4.
-    pub bind: Option<String>,
-    /// TCP port; 0 = any free port.
-    #[serde(deserialize_with = "de::int")]
-    pub port: u16,
-    /// Guest size in GB, for sources of the original protocol (an extended
-    /// source says its own).
-    #[serde(deserialize_with = "de::int")]
-    pub vm_size_gb: u64,
-    /// Seconds between each session's samples.
-    #[serde(deserialize_with = "de::float")]
-    pub interval_s: f64,
-    /// Connections served at once (a session is one to 66); more are
-    /// closed as they come, with a message.
-    #[serde(deserialize_with = "de::int")]
-    pub max_connections: u32,
-    /// Stop after this many seconds; None = until stopped.
-    #[serde(deserialize_with = "de::opt_float")]
-    pub duration_s: Option<f64>,
-    /// A session that brings less than one page (4 KiB) in this many
-    /// seconds is stalled, and closed (its slots go to other sources).
-    #[serde(deserialize_with = "de::float")]
-    pub idle_timeout_s: f64,
+crate::pydata! {
+    /// The emulated destination's configuration. Times in seconds.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    pub struct VmDestinationConfig {
+        /// Address to listen on; None = every address, IPv6 and IPv4.
+        pub bind: Option<String>,
+        /// TCP port; 0 = any free port.
+        #[serde(deserialize_with = "de::int")]
+        pub port: u16,
+        /// Guest size in GB, for sources of the original protocol (an extended
+        /// source says its own).
+        #[serde(deserialize_with = "de::int")]
+        pub vm_size_gb: u64,
+        /// Seconds between each session's samples.
+        #[serde(deserialize_with = "de::float")]
+        pub interval_s: f64,
+        /// Connections served at once (a session is one to 66); more are
+        /// closed as they come, with a message.
+        #[serde(deserialize_with = "de::int")]
+        pub max_connections: u32,
+        /// Stop after this many seconds; None = until stopped.
+        #[serde(deserialize_with = "de::opt_float")]
+        pub duration_s: Option<f64>,
+        /// A session that brings less than one page (4 KiB) in this many
+        /// seconds is stalled, and closed (its slots go to other sources).
+        #[serde(deserialize_with = "de::float")]
+        pub idle_timeout_s: f64,
+    }
 }
 
 impl Default for VmDestinationConfig {

@@ -22,49 +22,47 @@ crate::text_enum! {
     }
 }
 
-/// An emulated source's configuration. Sizes in GB, rates in MB/s, times in
-/// seconds.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-#[cfg_attr(
-    feature = "python",
-    pyo3::pyclass(module = "migmon._core", frozen, get_all, skip_from_py_object)
-)]
-pub struct VmSourceConfig {
-    /// The destination: an IPv4 or IPv6 address or a host name.
-    pub host: String,
-    /// Its TCP port.
-    #[serde(deserialize_with = "de::int")]
-    pub port: u16,
-    /// Guest size in GB (1 GB = 262144 pages of 4 KiB).
-    #[serde(deserialize_with = "de::int")]
-    pub vm_size_gb: u64,
-    /// Stream precopy pages.
-    #[serde(deserialize_with = "de::flag")]
-    pub precopy: bool,
-    /// Ask the destination to request pages (postcopy).
-    #[serde(deserialize_with = "de::flag")]
-    pub postcopy: bool,
-    /// Multifd connections for the precopy stream (0 = on main; at most 64).
-    #[serde(deserialize_with = "de::int")]
-    pub channels: u32,
-    /// Answer page requests on a connection of their own.
-    #[serde(deserialize_with = "de::flag")]
-    pub preempt: bool,
-    /// With `preempt`: where the requests travel.
-    pub return_path: ReturnPath,
-    /// Cap of the precopy stream, MB/s (also size text: `1G`); None = none.
-    #[serde(deserialize_with = "de::opt_size")]
-    pub max_bandwidth_mb_s: Option<u64>,
-    /// Stop after this many seconds; None = until stopped.
-    #[serde(deserialize_with = "de::opt_float")]
-    pub duration_s: Option<f64>,
-    /// Seconds between samples.
-    #[serde(deserialize_with = "de::float")]
-    pub interval_s: f64,
-    /// Seconds to wait for each connection to the destination.
-    #[serde(deserialize_with = "de::float")]
-    pub connect_timeout_s: f64,
+crate::pydata! {
+    /// An emulated source's configuration. Sizes in GB, rates in MB/s, times in
+    /// seconds.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    pub struct VmSourceConfig {
+        /// The destination: an IPv4 or IPv6 address or a host name.
+        pub host: String,
+        /// Its TCP port.
+        #[serde(deserialize_with = "de::int")]
+        pub port: u16,
+        /// Guest size in GB (1 GB = 262144 pages of 4 KiB).
+        #[serde(deserialize_with = "de::int")]
+        pub vm_size_gb: u64,
+        /// Stream precopy pages.
+        #[serde(deserialize_with = "de::flag")]
+        pub precopy: bool,
+        /// Ask the destination to request pages (postcopy).
+        #[serde(deserialize_with = "de::flag")]
+        pub postcopy: bool,
+        /// Multifd connections for the precopy stream (0 = on main; at most 64).
+        #[serde(deserialize_with = "de::int")]
+        pub channels: u32,
+        /// Answer page requests on a connection of their own.
+        #[serde(deserialize_with = "de::flag")]
+        pub preempt: bool,
+        /// With `preempt`: where the requests travel.
+        pub return_path: ReturnPath,
+        /// Cap of the precopy stream, MB/s (also size text: `1G`); None = none.
+        #[serde(deserialize_with = "de::opt_size")]
+        pub max_bandwidth_mb_s: Option<u64>,
+        /// Stop after this many seconds; None = until stopped.
+        #[serde(deserialize_with = "de::opt_float")]
+        pub duration_s: Option<f64>,
+        /// Seconds between samples.
+        #[serde(deserialize_with = "de::float")]
+        pub interval_s: f64,
+        /// Seconds to wait for each connection to the destination.
+        #[serde(deserialize_with = "de::float")]
+        pub connect_timeout_s: f64,
+    }
 }
 
 impl Default for VmSourceConfig {
