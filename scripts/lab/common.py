@@ -10,6 +10,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENT = Path(__file__).resolve().parents[1] / "qemu_lab_agent.py"
+#: The lab's entry script (run again inside the namespace).
+ENTRY = Path(__file__).resolve().parents[1] / "qemu_lab.py"
 
 NETNS = "mmlab"
 BRIDGE = "mmbr0"

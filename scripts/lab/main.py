@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import lab as package
-from lab.common import NETNS, ROOT, log, sh
+from lab.common import ENTRY, NETNS, ROOT, log, sh
 from lab.fetch import QEMU_SUITES, fetch, qemu_version
 from lab.guest import build_guest
 from lab.judge import switchovers
@@ -178,7 +178,7 @@ def main() -> int:
     (lab / "report.json").unlink(missing_ok=True)
     net_up()
     try:
-        argv = [sys.executable, __file__, *sys.argv[1:], "--inner", json.dumps(built)]
+        argv = [sys.executable, str(ENTRY), *sys.argv[1:], "--inner", json.dumps(built)]
         rc = sh("ip", "netns", "exec", NETNS, *argv, check=False).returncode
     finally:
         net_down()
