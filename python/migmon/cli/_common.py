@@ -10,12 +10,14 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import FrameType
-from typing import Annotated, Any, TextIO
+from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
 
-from migmon.metrics import ToolMetrics
 from migmon.output import stamp
+
+if TYPE_CHECKING:
+    from migmon.metrics import ToolMetrics
 
 #: Exit codes a script can use (the README lists them).
 EXIT_OK = 0

@@ -19,8 +19,12 @@ output names) and puts the rest under ``peer="other"``.
 
 from __future__ import annotations
 
+import contextlib
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
 from migmon.metrics.base import OUTAGE_BUCKETS_S, Histo, ToolMetrics
-from migmon.metrics.serve import MAX_SCRAPES_PER_S, Exporter, parse_address, serving
 from migmon.metrics.tools import (
     MAX_NAMED_PEERS,
     DirtyMetrics,
@@ -29,6 +33,9 @@ from migmon.metrics.tools import (
     ProbeMetrics,
     VmDstMetrics,
 )
+
+if TYPE_CHECKING:
+    from migmon.metrics.serve import Exporter
 
 __all__ = [
     "MAX_NAMED_PEERS",
@@ -45,3 +52,40 @@ __all__ = [
     "parse_address",
     "serving",
 ]
+
+#: The server's names, imported when first asked for: the HTTP server and
+#: prometheus_client cost start-up time a run without --metrics never needs.
+_SERVE = ("MAX_SCRAPES_PER_S", "Exporter", "parse_address")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SERVE:
+        from migmon.metrics import serve
+
+        return getattr(serve, name)
+    raise AttributeError(f"module 'migmon.metrics' has no attribute {name!r}")
+
+
+@contextlib.contextmanager
+def serving(where: str | None, linger_s: float = 0.0) -> Iterator[Exporter | None]:
+    """A command's metrics server (None without ``--metrics``). After the
+    run, still served for ``linger_s`` seconds so that the last scrape sees
+    the final figures; a run that failed is counted first (an integrity
+    failure)."""
+    if where is None:
+        yield None
+        return
+    from migmon.metrics.serve import Exporter
+
+    ex = Exporter(where)
+    try:
+        yield ex
+    except BaseException as e:
+        if ex.metrics is not None:
+            ex.metrics.failed(e)
+        raise
+    finally:
+        if linger_s > 0:
+            with contextlib.suppress(KeyboardInterrupt):
+                time.sleep(linger_s)
+        ex.close()

@@ -9,7 +9,7 @@ import socketserver
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
@@ -164,26 +164,3 @@ def _warn(line: str) -> None:
         with contextlib.suppress(OSError, ValueError):
             sys.stderr.write(f"mig_mon: {line}\n")
             sys.stderr.flush()
-
-
-@contextlib.contextmanager
-def serving(where: str | None, linger_s: float = 0.0) -> Iterator[Exporter | None]:
-    """A command's metrics server (None without ``--metrics``). After the
-    run, still served for ``linger_s`` seconds so that the last scrape sees
-    the final figures; a run that failed is counted first (an integrity
-    failure)."""
-    if where is None:
-        yield None
-        return
-    ex = Exporter(where)
-    try:
-        yield ex
-    except BaseException as e:
-        if ex.metrics is not None:
-            ex.metrics.failed(e)
-        raise
-    finally:
-        if linger_s > 0:
-            with contextlib.suppress(KeyboardInterrupt):
-                time.sleep(linger_s)
-        ex.close()
