@@ -10,6 +10,11 @@ use crate::error::{Error, Result};
 /// Resolves `host` (an address or a name; `[v6]` brackets allowed) and
 /// `port` to the first address found.
 pub fn resolve(host: &str, port: u16) -> Result<SocketAddr> {
+    Ok(resolve_all(host, port)?[0])
+}
+
+/// Every address `host` resolves to, in the resolver's order (never empty).
+pub fn resolve_all(host: &str, port: u16) -> Result<Vec<SocketAddr>> {
     let h = host.trim();
     if h.is_empty() {
         return Err(Error::config("empty host address"));
@@ -19,13 +24,16 @@ pub fn resolve(host: &str, port: u16) -> Result<SocketAddr> {
         .and_then(|s| s.strip_suffix(']'))
         .unwrap_or(h);
     if let Ok(ip) = bare.parse::<IpAddr>() {
-        return Ok(SocketAddr::new(ip, port));
+        return Ok(vec![SocketAddr::new(ip, port)]);
     }
-    (bare, port)
+    let all: Vec<SocketAddr> = (bare, port)
         .to_socket_addrs()
         .map_err(|e| Error::config(format!("cannot resolve host '{host}': {e}")))?
-        .next()
-        .ok_or_else(|| Error::config(format!("host '{host}' has no address")))
+        .collect();
+    if all.is_empty() {
+        return Err(Error::config(format!("host '{host}' has no address")));
+    }
+    Ok(all)
 }
 
 /// Binds a UDP socket for a server. `bind` None means every address: IPv6
@@ -130,6 +138,24 @@ pub fn listen_tcp(bind: Option<&str>, port: u16) -> Result<std::net::TcpListener
 }
 
 /// A TCP connection to `target` with Nagle off, giving up after `timeout`.
+/// Connects to the first of `targets` that answers (a name such as
+/// `localhost` may stand for `::1` and `127.0.0.1`, with the peer on one);
+/// the error is the last address's.
+pub fn connect_any(
+    targets: &[SocketAddr],
+    timeout: std::time::Duration,
+) -> Result<(std::net::TcpStream, SocketAddr)> {
+    let mut last = Error::config("no address to connect to");
+    for &t in targets {
+        match connect_tcp(t, timeout) {
+            Ok(s) => return Ok((s, t)),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// Connects to `target` within `timeout`, with TCP_NODELAY.
 pub fn connect_tcp(
     target: SocketAddr,
     timeout: std::time::Duration,
@@ -316,6 +342,24 @@ impl StampedBatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connect_any_goes_on_to_the_address_that_answers() {
+        // A port nothing listens on, then a listener on IPv6 loopback (as
+        // `localhost` may resolve to 127.0.0.1 first, the peer on ::1).
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let dead = closed.local_addr().unwrap();
+        drop(closed);
+        let Ok(live) = std::net::TcpListener::bind("[::1]:0") else {
+            return; // no IPv6 loopback here
+        };
+        let addr = live.local_addr().unwrap();
+        let t = std::time::Duration::from_secs(2);
+        let (_s, to) = connect_any(&[dead, addr], t).unwrap();
+        assert_eq!(to, addr);
+        let e = connect_any(&[dead], t).unwrap_err().to_string();
+        assert!(e.contains(&dead.to_string()), "{e}");
+    }
 
     #[test]
     fn a_batch_takes_every_waiting_datagram_with_its_stamp() {

@@ -91,3 +91,19 @@ def test_pace_step_range_and_the_tools_own_cpu() -> None:
     s = migmon.mm_dirty(16, 50, duration_s=0.5, pace_ms=5)
     assert 0 < s.cpu_s < 0.5 and s.cpu_pct == pytest.approx(100 * s.cpu_s / s.duration_s)
     assert 40 < s.rate_mb_s < 55
+
+
+def test_configs_compare_hash_copy_and_pickle_by_their_fields() -> None:
+    import copy
+    import pickle
+
+    from migmon import ProbeConfig, VmDestinationConfig
+
+    a = DirtyConfig(size_mb="1G", rate_mb_s=5)
+    b = DirtyConfig(size_mb=1024, rate_mb_s=5)
+    assert a == b and hash(a) == hash(b) and len({a, b, DirtyConfig()}) == 2
+    assert a != DirtyConfig() and a != "DirtyConfig"
+    for c in (a, ProbeConfig(server="h", count=3), VmSourceConfig(host="x", channels=2),
+              VmDestinationConfig(port=0)):  # fmt: skip
+        assert pickle.loads(pickle.dumps(c)) == c
+        assert copy.copy(c) == c and copy.deepcopy(c) == c

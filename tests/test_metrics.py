@@ -26,6 +26,8 @@ from migmon.metrics import MAX_SCRAPES_PER_S, parse_address
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "prometheus"
 ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (apt-get download)")
+#: Runs Debian's prometheus or promtool (CI runs these: it is root).
+PROMETHEUS = pytest.mark.prometheus
 
 
 def scrape(port: int, accept: str = "") -> str:
@@ -69,6 +71,7 @@ def prometheus_bin() -> Path:
     return Path(out.stdout.strip().splitlines()[-1])
 
 
+@PROMETHEUS
 @ROOT_ONLY
 def test_the_example_config_and_rules_pass_promtool(prometheus_bin: Path) -> None:
     for what, f in (("config", "prometheus.yml"), ("rules", "migmon.rules.yml")):
@@ -135,6 +138,7 @@ def echo() -> Iterator[tuple[subprocess.Popen[str], int, int]]:
     p.communicate(timeout=10)
 
 
+@PROMETHEUS
 @ROOT_ONLY
 def test_every_command_passes_promtool(
     prometheus_bin: Path, echo: tuple[subprocess.Popen[str], int, int], tmp_path: Path
@@ -270,6 +274,7 @@ def _one(port: int, query: str) -> float:
     return float(v[1])
 
 
+@PROMETHEUS
 @ROOT_ONLY
 def test_a_real_prometheus_sees_the_outage_and_the_pause(
     prometheus_bin: Path, echo: tuple[subprocess.Popen[str], int, int], tmp_path: Path

@@ -5,7 +5,7 @@
 //! that validates, and `replace(**changes)`.
 
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString};
+use pyo3::types::{PyDict, PyString, PyTuple};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -100,6 +100,31 @@ macro_rules! classes {
                 /// How the command line spells each field (the CLI's options
                 /// are built from it): field, names, metavar, takes, help,
                 /// shown_default, choices.
+                /// Equal when every field is.
+                fn __eq__(&self, other: &Self) -> bool {
+                    self == other
+                }
+
+                /// Hashed as its fields (frozen: it never changes).
+                fn __hash__(&self, py: Python<'_>) -> PyResult<u64> {
+                    use std::hash::{Hash, Hasher};
+                    let mut h = std::collections::hash_map::DefaultHasher::new();
+                    repr(py, stringify!($c), self)?.hash(&mut h);
+                    Ok(h.finish())
+                }
+
+                /// Copied and pickled as its fields (a new configuration
+                /// built from them, checked again).
+                fn __reduce__<'py>(
+                    &self,
+                    py: Python<'py>,
+                ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
+                    let partial = py.import("functools")?.getattr("partial")?;
+                    let fields = to_dict(py, self)?;
+                    let rebuild = partial.call((py.get_type::<$c>(),), Some(fields.cast::<PyDict>()?))?;
+                    Ok((rebuild, PyTuple::empty(py)))
+                }
+
                 #[classattr]
                 #[pyo3(name = "DEFAULTS")]
                 fn defaults(py: Python<'_>) -> PyResult<Py<PyAny>> {

@@ -19,7 +19,7 @@ use crate::error::Result;
 use crate::pace::StopFlag;
 use crate::rng::WyRand;
 use crate::run::{lock, spawn_scoped, Background, Ctx, Ticker};
-use crate::sock::{connect_tcp, resolve};
+use crate::sock::{connect_any, connect_tcp, resolve_all};
 use crate::units::{self, MB};
 use crate::vm::wire::*;
 
@@ -98,7 +98,7 @@ impl VmSource {
     /// what to run, and starts streaming.
     pub fn start(cfg: VmSourceConfig) -> Result<Self> {
         cfg.validate()?;
-        let target = resolve(&cfg.host, cfg.port)?;
+        let targets = resolve_all(&cfg.host, cfg.port)?;
         let plan = Plan {
             vm_pages: vm_pages(cfg.vm_size_gb)?,
             duration: units::run_length(cfg.duration_s)?,
@@ -108,7 +108,8 @@ impl VmSource {
         };
         let cfg = &plan.cfg;
         let timeout = units::seconds("connect_timeout_s", cfg.connect_timeout_s)?;
-        let mut main = connect_tcp(target, timeout)?;
+        // The channels go where the main connection went.
+        let (mut main, target) = connect_any(&targets, timeout)?;
         let mut channels = Vec::new();
         let mut preempt = None;
         if cfg.channels > 0 || cfg.preempt {
