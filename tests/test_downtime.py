@@ -421,3 +421,10 @@ def test_ipv6_and_dual_stack() -> None:
         for host in ("127.0.0.1", "::1", "localhost"):
             r = migmon.probe(host, 5, port=srv.port, count=10)
             assert r.received == 10, host
+
+
+def test_a_one_way_server_that_heard_no_one_still_sums_up(tmp_path: Path) -> None:
+    port = free_port(socket.SOCK_DGRAM)
+    p = run_cli("server", str(tmp_path / "s.log"), "-p", str(port), "--duration", "0.3")
+    assert p.returncode == 0, p.stderr
+    assert "Summary: no client heard" in p.stdout

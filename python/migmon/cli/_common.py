@@ -80,11 +80,17 @@ MetricsLingerOpt = Annotated[
 @dataclass(frozen=True)
 class Show:
     """How a command shows its run: JSON Lines on stdout (the text then
-    goes to stderr), live lines or not, the figure table after the summary."""
+    goes to stderr), live lines or not, the figure table after the summary,
+    time stamps, and its metrics (``--metrics``, ``--metrics-linger``). The
+    options that set them are declared once (:data:`SHOW_OPTIONS`) and
+    given to every long-running command by ``config_flags``."""
 
     json_out: bool = False
     quiet: bool = False
     details: bool = False
+    timestamps: bool = False
+    metrics: str | None = None
+    metrics_linger: float = 0.0
 
     @property
     def out(self) -> TextIO:
@@ -206,3 +212,14 @@ def drive(
     for item in run:
         on_item(item)
     return run.stop()
+
+
+#: The options of :class:`Show`, by field (each command's help ends with them).
+SHOW_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "json_out": (JsonOpt, False),
+    "quiet": (QuietOpt, False),
+    "details": (DetailsOpt, False),
+    "timestamps": (TimestampsOpt, False),
+    "metrics": (MetricsOpt, None),
+    "metrics_linger": (MetricsLingerOpt, 0.0),
+}

@@ -14,7 +14,9 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from migmon.cli._common import SHOW_OPTIONS, Show
 from migmon.errors import ConfigError
+from migmon.output import show_timestamps
 
 _C = TypeVar("_C")
 _TYPES: dict[str, type] = {"text": str, "int": int, "float": float}
@@ -107,9 +109,11 @@ def config_flags(
     *configs: Any, lead: tuple[str, ...] = ()
 ) -> Callable[[Callable[..., int]], Callable[..., int]]:
     """Gives a command the flags of ``configs`` before its own parameters
-    (but after those named in ``lead``); it receives the flags given as its
-    first argument, a :class:`Given`. A flag two configurations share
-    (``vm``'s ``-p``) must be declared alike."""
+    (but after those named in ``lead``) and the output options after them;
+    it receives the flags given as its first argument, a :class:`Given`,
+    and the output options as its second, a :class:`Show` (time stamps
+    already switched on). A flag two configurations share (``vm``'s ``-p``)
+    must be declared alike."""
 
     def deco(fn: Callable[..., int]) -> Callable[..., int]:
         table: dict[str, Flag] = {}
@@ -129,19 +133,25 @@ def config_flags(
                 elif defaults[f.param] != default:
                     raise TypeError(f"{f.names} has two defaults")
                 owners[f.param] = (*owners.get(f.param, ()), cls)
-        own = list(inspect.signature(fn, eval_str=True).parameters.values())[1:]
+        own = list(inspect.signature(fn, eval_str=True).parameters.values())[2:]
+        shown = [
+            inspect.Parameter(name, _KW, default=default, annotation=annotation)
+            for name, (annotation, default) in SHOW_OPTIONS.items()
+        ]
 
         def command(_ctx: typer.Context, **kw: Any) -> int:
             # Given: typed on the command line, not the default (exactly,
             # also when typed with the default's value).
             given = {p: v for p, v in ((p, kw.pop(p)) for p in table) if _typed(_ctx, p)}
-            return fn(Given(table, given, owners), **kw)
+            show = Show(**{name: kw.pop(name) for name in SHOW_OPTIONS})
+            show_timestamps(show.timestamps)
+            return fn(Given(table, given, owners), show, **kw)
 
         ctx = inspect.Parameter("_ctx", _KW, annotation=typer.Context)
         first = [p.replace(kind=_KW) for p in own if p.name in lead]
         rest = [p.replace(kind=_KW) for p in own if p.name not in lead]
         command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-            [ctx, *first, *params.values(), *rest]
+            [ctx, *first, *params.values(), *rest, *shown]
         )
         command.__name__ = fn.__name__
         command.__qualname__ = fn.__qualname__

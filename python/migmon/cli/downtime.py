@@ -36,13 +36,7 @@ from migmon.cli._common import (
     EXIT_LIMIT,
     EXIT_NO_REPLY,
     EXIT_OK,
-    DetailsOpt,
-    JsonOpt,
-    MetricsLingerOpt,
-    MetricsOpt,
-    QuietOpt,
     Show,
-    TimestampsOpt,
     drive,
     fail_line,
     quiet_broken_pipe,
@@ -51,7 +45,7 @@ from migmon.cli._common import (
 from migmon.cli._flags import Given, config_flags, make_config
 from migmon.errors import ConfigError
 from migmon.metrics import EchoMetrics, OneWayMetrics, ProbeMetrics, serving
-from migmon.output import emit, emit_config, emit_json, print_summary, show_timestamps, stamp
+from migmon.output import emit, emit_config, emit_json, print_summary, stamp
 
 if TYPE_CHECKING:
     from migmon.switchover import QmpRecorder
@@ -112,6 +106,7 @@ class _Live:
 @config_flags(ProbeConfig)
 def client_command(
     given: Given,
+    show: Show,
     spike_log: Annotated[
         str | None,
         typer.Argument(
@@ -120,10 +115,6 @@ def client_command(
             show_default="none",
         ),
     ] = None,
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-    details: DetailsOpt = False,
-    timestamps: TimestampsOpt = False,
     qmp: Annotated[
         list[str] | None,
         typer.Option(
@@ -150,29 +141,25 @@ def client_command(
             show_default="none",
         ),
     ] = None,
-    metrics: MetricsOpt = None,
-    metrics_linger: MetricsLingerOpt = 0.0,
 ) -> int:
     """Probe a UDP echo server ('server_rr', in the guest) every INTERVAL_MS
     and report the gaps in its replies: downtime events, loss, round trips.
 
     The original's 'client_rr'; with --one-way, its one-way 'client'.
     """
-    show_timestamps(timestamps)
     cfg = make_config(ProbeConfig, given)
     server_ip, port, one_way = cfg.server, cfg.port, cfg.one_way
-    show = Show(json_out, quiet, details)
     out = show.out
     recorder = _qmp_recorder(qmp, qmp_out)
     events: list[DowntimeEvent] = []
-    with quiet_broken_pipe(), serving(metrics, metrics_linger) as exporter:
+    with quiet_broken_pipe(), serving(show.metrics, show.metrics_linger) as exporter:
         log = SpikeLog(spike_log)
         run = Prober(cfg)
         watch = exporter.attach(ProbeMetrics(run, f"{server_ip}:{port}")) if exporter else None
         if recorder is not None:
             recorder.start()
         mode = "one way" if one_way else "round trip"
-        if json_out:
+        if show.json_out:
             emit_config("client", cfg, version=__version__, spike_log=spike_log)
         say(f"probing {server_ip} port {port} every {cfg.interval_ms:g} (ms), {mode}", out)
         live = _Live(out)
@@ -181,14 +168,14 @@ def client_command(
         def on_message(m: Baseline | DowntimeEvent | NoReply) -> None:
             if recorder is not None and isinstance(m, DowntimeEvent):
                 events.append(m)
-            _client_message(m, live, log, json_out, target)
+            _client_message(m, live, log, show.json_out, target)
 
         def on_idle() -> None:
             if live.silent_since is not None and run.status.received:
                 after = time.time() - live.silent_since
                 live.line(f"replies from {target} started, {after:.1f} s after the first probe")
                 live.silent_since = None
-            if quiet or not live.due():
+            if show.quiet or not live.due():
                 return
             st = run.status
             if one_way:
@@ -206,13 +193,13 @@ def client_command(
         live.end()
         log.close()
         print_summary(
-            "client summary", summary.to_dict(), probe_summary_lines(summary), out, details
+            "client summary", summary.to_dict(), probe_summary_lines(summary), out, show.details
         )
-        if json_out:
+        if show.json_out:
             emit(summary)
         if recorder is not None:
-            _switchover_after(events, qmp_out, json_out, out)
-        broken = _verdict(summary, max_downtime_ms, json_out, out)
+            _switchover_after(events, qmp_out, show.json_out, out)
+        broken = _verdict(summary, max_downtime_ms, show.json_out, out)
     if log.error:
         fail_line(log.error)
         return EXIT_FAILURE
@@ -347,36 +334,30 @@ def _client_message(
 @config_flags(EchoServerConfig)
 def server_rr_command(
     given: Given,
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-    details: DetailsOpt = False,
-    timestamps: TimestampsOpt = False,
-    metrics: MetricsOpt = None,
-    metrics_linger: MetricsLingerOpt = 0.0,
+    show: Show,
 ) -> int:
     """UDP echo server, to run in the guest: every datagram goes back
     unchanged. Serves any number of clients; Ctrl-C or SIGTERM to stop."""
-    show_timestamps(timestamps)
     cfg = make_config(EchoServerConfig, given)
-    out = Show(json_out, quiet, details).out
-    with quiet_broken_pipe(), serving(metrics, metrics_linger) as exporter:
+    out = show.out
+    with quiet_broken_pipe(), serving(show.metrics, show.metrics_linger) as exporter:
         srv = EchoServer(cfg)
         if exporter:
             exporter.attach(EchoMetrics(srv))
         say(f"listening on UDP port {srv.port}...", out)
         say("allowing multiple clients.", out)
-        if json_out:
+        if show.json_out:
             emit_config("server_rr", cfg, version=__version__, address=srv.address)
         live = _Live(out)
         last = [0]
 
         def on_client(c: NewClient) -> None:
             live.line(f"new client '{c.peer}'")
-            if json_out:
+            if show.json_out:
                 emit(c)
 
         def on_idle() -> None:
-            if not quiet and live.due():
+            if not show.quiet and live.due():
                 st = srv.stats()
                 if st.packets != last[0]:
                     live.show(
@@ -387,8 +368,8 @@ def server_rr_command(
 
         st = drive(srv, on_client, on_idle)
         live.end()
-        print_summary("server_rr summary", st.to_dict(), [echo_summary_line(st)], out, details)
-        if json_out:
+        print_summary("server_rr summary", st.to_dict(), [echo_summary_line(st)], out, show.details)
+        if show.json_out:
             emit(st)
     return 0
 
@@ -402,31 +383,25 @@ MAX_LIVE_CLIENTS = 8
 @config_flags(OneWayServerConfig)
 def server_command(
     given: Given,
+    show: Show,
     spike_log: Annotated[
         str,
         typer.Argument(
             metavar="SPIKE_LOG", help="File for the spike log (epoch_seconds,delay_ms)."
         ),
     ] = "/tmp/spike.log",
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-    details: DetailsOpt = False,
-    timestamps: TimestampsOpt = False,
-    metrics: MetricsOpt = None,
-    metrics_linger: MetricsLingerOpt = 0.0,
 ) -> int:
     """One-way UDP receiver, to run in the guest: measures the gaps between
     each client's packets itself and logs the spikes."""
-    show_timestamps(timestamps)
     cfg = make_config(OneWayServerConfig, given)
-    out = Show(json_out, quiet, details).out
-    with quiet_broken_pipe(), serving(metrics, metrics_linger) as exporter:
+    out = show.out
+    with quiet_broken_pipe(), serving(show.metrics, show.metrics_linger) as exporter:
         log = SpikeLog(spike_log)
         srv = OneWayServer(cfg)
         watch = exporter.attach(OneWayMetrics(srv)) if exporter else None
         say(f"listening on UDP port {srv.port}...", out)
         say("allowing multiple clients.", out)
-        if json_out:
+        if show.json_out:
             emit_config("server", cfg, version=__version__, address=srv.address)
         live = _Live(out)
         marked = [False]
@@ -450,11 +425,11 @@ def server_command(
             elif isinstance(m, DowntimeEvent):
                 log.spike(m.gap_ms)
                 live.line(event_line(m))
-            if json_out:
+            if show.json_out:
                 emit(m)
 
         def on_idle() -> None:
-            if not quiet and live.due():
+            if not show.quiet and live.due():
                 # The most recently heard clients; the rest as a count.
                 for c in srv.recent_clients(MAX_LIVE_CLIENTS):
                     live.show(f"{status_line(_now_ms(), c.max_gap_ms, c.cur_gap_ms)} [{c.peer}]")
@@ -464,8 +439,13 @@ def server_command(
         summary = drive(srv, on_message, on_idle, metrics=watch)
         live.end()
         log.close()
+        if not summary.clients:
+            # A run that heard no one still ends with a summary.
+            say(f"Summary: no client heard ({summary.untracked} datagrams not measured)", out)
         for c in summary.clients[:MAX_NAMED_CLIENTS]:
-            print_summary(f"client {c.peer}", c.to_dict(), client_summary_lines(c), out, details)
+            print_summary(
+                f"client {c.peer}", c.to_dict(), client_summary_lines(c), out, show.details
+            )
         rest = summary.clients[MAX_NAMED_CLIENTS:]
         if rest or summary.forgotten_clients or summary.untracked:
             say(
@@ -475,7 +455,7 @@ def server_command(
                 "clients not measured (more than 4096 active at once)",
                 out,
             )
-        if json_out:
+        if show.json_out:
             emit(summary)
     if log.error:
         fail_line(log.error)

@@ -26,12 +26,7 @@ from migmon import (
 from migmon.cli._common import (
     EXIT_INTERRUPTED,
     EXIT_LIMIT,
-    DetailsOpt,
-    JsonOpt,
-    MetricsLingerOpt,
-    MetricsOpt,
-    QuietOpt,
-    TimestampsOpt,
+    Show,
     drive,
     quiet_broken_pipe,
     say,
@@ -39,7 +34,7 @@ from migmon.cli._common import (
 from migmon.cli._flags import Given, config_flags, make_config
 from migmon.errors import ResourceError
 from migmon.metrics import DirtyMetrics, serving
-from migmon.output import emit, emit_config, emit_json, print_summary, show_timestamps
+from migmon.output import emit, emit_config, emit_json, print_summary
 from migmon.output.dirty import (
     BANNER_DIRTY,
     BANNER_PREFAULT,
@@ -98,10 +93,7 @@ def _prefault_progress(run: DirtyWorkload, out: TextIO) -> None:
 @config_flags(DirtyConfig)
 def mm_dirty_command(
     given: Given,
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-    details: DetailsOpt = False,
-    timestamps: TimestampsOpt = False,
+    show: Show,
     max_pause_ms: Annotated[
         float | None,
         typer.Option(
@@ -113,8 +105,6 @@ def mm_dirty_command(
             show_default="none",
         ),
     ] = None,
-    metrics: MetricsOpt = None,
-    metrics_linger: MetricsLingerOpt = 0.0,
 ) -> int:
     """Generate a constant memory dirty workload.
 
@@ -123,9 +113,8 @@ def mm_dirty_command(
     rate every second. Stop with Ctrl-C, SIGTERM or SIGHUP, or give
     --duration; a page that lost its content ends the run with exit code 4.
     """
-    show_timestamps(timestamps)
     cfg = make_config(DirtyConfig, given)
-    out = sys.stderr if json_out else sys.stdout
+    out = sys.stderr if show.json_out else sys.stdout
     cpus = len(os.sched_getaffinity(0))
     if cfg.threads > cpus and cfg.pattern != "once":
         say(
@@ -135,12 +124,12 @@ def mm_dirty_command(
         )
 
     def on_sample(s: DirtySample | DirtyPause) -> None:
-        if json_out:
+        if show.json_out:
             emit(s)
-        if not quiet:
+        if not show.quiet:
             say(sample_line(s) if isinstance(s, DirtySample) else pause_line(s), out)
 
-    with quiet_broken_pipe(), serving(metrics, metrics_linger) as exporter:
+    with quiet_broken_pipe(), serving(show.metrics, show.metrics_linger) as exporter:
         try:
             run = DirtyWorkload(cfg)
         except ResourceError as e:
@@ -148,7 +137,7 @@ def mm_dirty_command(
             msg = str(e).replace("force skips this check", "--force to try anyway")
             raise ResourceError(msg) from None
         watch = exporter.attach(DirtyMetrics(run, cfg.rate_mb_s)) if exporter else None
-        if json_out:
+        if show.json_out:
             emit_config(
                 "mm_dirty",
                 cfg,
@@ -171,13 +160,15 @@ def mm_dirty_command(
                     say(line, out)
 
         summary = drive(run, on_sample, before=start, metrics=watch)
-        if cfg.record_latency and summary.buckets_us is not None and not json_out:
+        if cfg.record_latency and summary.buckets_us is not None and not show.json_out:
             for line in latency_buckets_lines(summary.buckets_us):
                 say(line, out)
-        print_summary("mm_dirty summary", summary.to_dict(), summary_lines(summary), out, details)
-        if json_out:
+        print_summary(
+            "mm_dirty summary", summary.to_dict(), summary_lines(summary), out, show.details
+        )
+        if show.json_out:
             emit(summary)
-        if max_pause_ms is not None and _verdict(summary, max_pause_ms, json_out, out):
+        if max_pause_ms is not None and _verdict(summary, max_pause_ms, show.json_out, out):
             return EXIT_LIMIT
     if not summary.completed_prefault:
         # Interrupted before anything was dirtied (the README's 130).

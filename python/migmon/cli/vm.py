@@ -29,13 +29,7 @@ from migmon.cli._common import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
     EXIT_OK,
-    DetailsOpt,
-    JsonOpt,
-    MetricsLingerOpt,
-    MetricsOpt,
-    QuietOpt,
     Show,
-    TimestampsOpt,
     drive,
     fail_line,
     quiet_broken_pipe,
@@ -45,7 +39,7 @@ from migmon.cli._common import (
 from migmon.cli._flags import Given, config_flags, make_config
 from migmon.errors import ConfigError
 from migmon.metrics import VmDstMetrics, serving
-from migmon.output import emit, emit_config, emit_json, print_summary, show_timestamps
+from migmon.output import emit, emit_config, emit_json, print_summary
 from migmon.output.vm import host_of, latency_line, session_lines, speed_line, src_summary_lines
 
 _TESTS = ("precopy", "postcopy")
@@ -54,6 +48,7 @@ _TESTS = ("precopy", "postcopy")
 @config_flags(VmSourceConfig, VmDestinationConfig, lead=("src", "dst", "tests"))
 def vm_command(
     given: Given,
+    show: Show,
     src: Annotated[bool, typer.Option("-s", "--src", help="Emulate the source VM.")] = False,
     dst: Annotated[bool, typer.Option("-d", "--dst", help="Emulate the destination VM.")] = False,
     tests: Annotated[
@@ -66,25 +61,17 @@ def vm_command(
             show_default="precopy",
         ),
     ] = None,
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-    details: DetailsOpt = False,
-    timestamps: TimestampsOpt = False,
-    metrics: MetricsOpt = None,
-    metrics_linger: MetricsLingerOpt = 0.0,
 ) -> int:
     """Emulate live-migration TCP streams: precopy (a stream from src to dst),
     postcopy (page requests from dst, answered by src), or both on one socket.
     Start the destination with '-d', then the source with '-s -H DST_IP'."""
-    show_timestamps(timestamps)
     if src == dst:
         raise ConfigError("please specify to emulate either src (-s) or dst (-d)")
-    show = Show(json_out, quiet, details)
     mine, other = (VmDestinationConfig, "source") if dst else (VmSourceConfig, "destination")
     foreign = given.foreign(mine)
     if dst and tests:
         foreign.insert(0, "-t/--test")
-    if src and metrics is not None:
+    if src and show.metrics is not None:
         foreign.append("--metrics")
     if foreign:
         are = "is a" if len(foreign) == 1 else "are"
@@ -92,7 +79,7 @@ def vm_command(
             f"{_either(foreign, 'and')} {are} {other} option{'s' * (len(foreign) > 1)}"
         )
     if dst:
-        return _run_dst(make_config(VmDestinationConfig, given), show, metrics, metrics_linger)
+        return _run_dst(make_config(VmDestinationConfig, given), show)
     if "host" not in given.fields(VmSourceConfig):
         raise ConfigError("please specify dst VM address using '-H'")
     chosen = set(tests or ["precopy"])
@@ -147,9 +134,9 @@ def _run_src(cfg: VmSourceConfig, show: Show) -> int:
     return EXIT_OK
 
 
-def _run_dst(cfg: VmDestinationConfig, show: Show, metrics_at: str | None, linger_s: float) -> int:
+def _run_dst(cfg: VmDestinationConfig, show: Show) -> int:
     out, json_out = show.out, show.json_out
-    with quiet_broken_pipe(), serving(metrics_at, linger_s) as exporter:
+    with quiet_broken_pipe(), serving(show.metrics, show.metrics_linger) as exporter:
         say("Start emulation of dst VM.", out)
         d = VmDestination(cfg)
         metrics = exporter.attach(VmDstMetrics(d)) if exporter else None
