@@ -4,12 +4,14 @@ process's CPU time, and output read as JSON lines. The scripts run as
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
+import signal
 import socket
+import subprocess
 import sys
 from typing import Any
+
+from migmon.parse import json_objects
 
 #: mig_mon as this interpreter runs it (the venv's package).
 OURS = [sys.executable, "-m", "migmon"]
@@ -32,10 +34,16 @@ def cpu_s(pid: int) -> float:
 
 def json_lines(text: str) -> list[dict[str, Any]]:
     """The JSON objects among ``text``'s lines; other lines (a cut-off last
-    line, text output) are passed over."""
-    out = []
-    for line in text.splitlines():
-        if line.startswith("{"):
-            with contextlib.suppress(ValueError):
-                out.append(json.loads(line))
-    return out
+    line, text output) are passed over (mig_mon's own reader)."""
+    lines = enumerate(text.splitlines(), 1)
+    return json_objects(((n, x) for n, x in lines if x.startswith("{")), "output", None)
+
+
+def stop(p: subprocess.Popen[Any], sig: int = signal.SIGINT) -> None:
+    """Ends a process started for a bench: ``sig``, then SIGKILL after 10 s."""
+    p.send_signal(sig)
+    try:
+        p.wait(10)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()

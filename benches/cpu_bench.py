@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -31,7 +30,7 @@ import tempfile
 import time
 from collections.abc import Callable
 
-from _util import OURS, cpu_s, free_port
+from _util import OURS, cpu_s, free_port, stop
 
 
 def window(cmd: list[str], seconds: float, warm: float = 2.0) -> float:
@@ -43,11 +42,7 @@ def window(cmd: list[str], seconds: float, warm: float = 2.0) -> float:
         time.sleep(seconds)
         return cpu_s(p.pid) - a
     finally:
-        p.send_signal(signal.SIGINT)
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
+        stop(p)
 
 
 def with_peer(peer: list[str], cmd: list[str], seconds: float) -> float:
@@ -58,11 +53,7 @@ def with_peer(peer: list[str], cmd: list[str], seconds: float) -> float:
         time.sleep(0.5)
         return window(cmd, seconds)
     finally:
-        q.send_signal(signal.SIGINT)
-        try:
-            q.wait(10)
-        except subprocess.TimeoutExpired:
-            q.kill()
+        stop(q)
 
 
 # Nothing but 1 ms sleeps: what 1000 wake-ups a second cost on this machine.

@@ -15,28 +15,18 @@ import argparse
 import json
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import time
 
-from _util import OURS, free_port
+from _util import OURS, free_port, stop
 
 
 def background(cmd: list[str]) -> subprocess.Popen[str]:
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
     time.sleep(1.0)
     return p
-
-
-def stop(p: subprocess.Popen[str]) -> None:
-    p.send_signal(signal.SIGINT)
-    try:
-        p.wait(10)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.wait()
 
 
 def ours(seconds: float) -> float:

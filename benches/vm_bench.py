@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 
-from _util import free_port
+from _util import free_port, stop
 
 import migmon
 
@@ -33,14 +33,6 @@ def server(cmd: list[str]) -> subprocess.Popen[bytes]:
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1.0)
     return p
-
-
-def stop(p: subprocess.Popen[bytes]) -> None:
-    p.send_signal(signal.SIGTERM)
-    try:
-        p.wait(10)
-    except subprocess.TimeoutExpired:
-        p.kill()
 
 
 def iperf3(seconds: float) -> float:
@@ -55,7 +47,7 @@ def iperf3(seconds: float) -> float:
             check=True,
         ).stdout
     finally:
-        stop(srv)
+        stop(srv, signal.SIGTERM)
     bps = json.loads(out)["end"]["sum_received"]["bits_per_second"]
     return float(bps) / 8 / (1 << 20)
 
@@ -87,7 +79,7 @@ def sockperf_tcp(seconds: float, mps: str) -> float:
             check=True,
         ).stdout
     finally:
-        stop(srv)
+        stop(srv, signal.SIGTERM)
     m = re.search(r"avg-rtt=([\d.]+)", out)
     assert m, out
     return float(m.group(1))

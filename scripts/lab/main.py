@@ -126,9 +126,14 @@ def main() -> int:
         "--postcopy",
         action=argparse.BooleanOptionalAction,
         default=False,
-        help="end with a postcopy migration (no probes during it)",
+        help="end with a postcopy migration (probes during it with --postcopy-probes)",
     )
     ap.add_argument("--postcopy-dirty-rate", type=int, default=200)
+    ap.add_argument(
+        "--postcopy-probes",
+        action="store_true",
+        help="with --postcopy: server_rr in the guest and the client outside during it",
+    )
     ap.add_argument(
         "--links",
         type=int,

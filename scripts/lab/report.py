@@ -153,8 +153,15 @@ def text_report(r: dict[str, Any]) -> str:
     elif "postcopy" in r:
         p = r["postcopy"]
         t = p["trace"]
+        pr = p.get("probes")
+        seen = (
+            f"probes on: {pr['received']} of {pr['sent']} answered, longest outage "
+            f"{pr['worst_downtime_ms']:.1f} ms"
+            if pr
+            else "no probes"
+        )
         out += [
-            f"postcopy (no probes): {p['total_time_ms']} ms, STOP->RESUME "
+            f"postcopy ({seen}): {p['total_time_ms']} ms, STOP->RESUME "
             f"{p['stop_to_resume_ms']} ms, {p['postcopy_requests']} page requests, integrity "
             f"{'OK' if p['mm_dirty_integrity_ok'] else 'FAILED'}",
             f"  vCPU blocked on pages: {p['postcopy_vcpu_blocktime_ms']} ms (QEMU's "

@@ -233,6 +233,12 @@ async def migrate(
     return dst, info
 
 
+def summary_of(objs: list[dict[str, Any]], *keys: str) -> dict[str, Any]:
+    """``keys`` of a tool's JSON summary (None for each when there is none)."""
+    summary = next((o for o in objs if o.get("type") == "summary"), {})
+    return {k: summary.get(k) for k in keys}
+
+
 async def migrations(lab: Lab, vm: Qemu, args: argparse.Namespace, report: dict[str, Any]) -> Qemu:
     """Migrations with mm_dirty and server_rr running in the guest, the
     client and a capture outside."""
@@ -293,34 +299,16 @@ async def migrations(lab: Lab, vm: Qemu, args: argparse.Namespace, report: dict[
     client_objs = json_objs((work / "client.json").read_text())
     replies = reply_times(pcap)
     report["migrations"] = judge(migs, client_objs, dirty, replies)
-    summary = next((o for o in dirty if o.get("type") == "summary"), {})
-    report["mm_dirty"] = {
-        k: summary.get(k)
-        for k in (
-            "rate_mb_s",
-            "duration_s",
-            "verified",
-            "verified_pages",
-            "pauses",
-            "paused_ms",
-            "pause_max_ms",
-            "cpu_pct",
-        )
-    } | {"exit": dirty_rc}
+    report["mm_dirty"] = summary_of(
+        dirty, "rate_mb_s", "duration_s", "verified", "verified_pages", "pauses", "paused_ms",
+        "pause_max_ms", "cpu_pct",
+    ) | {"exit": dirty_rc}  # fmt: skip
     csum = next((o for o in client_objs if o.get("type") == "summary"), {})
     events = [o for o in client_objs if o.get("type") == "event"]
-    report["client"] = {
-        k: csum.get(k)
-        for k in (
-            "sent",
-            "received",
-            "lost",
-            "threshold_ms",
-            "total_downtime_ms",
-            "worst_downtime_ms",
-            "client_stalled_events",
-        )
-    } | {"events": len(events)}
+    report["client"] = summary_of(
+        client_objs, "sent", "received", "lost", "threshold_ms", "total_downtime_ms",
+        "worst_downtime_ms", "client_stalled_events",
+    ) | {"events": len(events)}  # fmt: skip
     report["client_vs_wire"] = match_wire(events, replies, csum.get("threshold_ms") or 0.0)
     # The series behind the plot, in host time.
     offsets = [(m["stop_unix_s"], m["offset_before_s"]) for m in report["migrations"]]
@@ -358,9 +346,43 @@ async def postcopy_run(
     await start_guest_dirty(
         "pdirty", 512, args.postcopy_dirty_rate, "-p", "random", "--pause-ms", "1"
     )
+    probe = None
+    if args.postcopy_probes:
+        # The real use: the guest serves the network while it faults its
+        # pages in (server_rr in the guest, the client outside).
+        await agent({"op": "spawn", "name": "pecho", "argv": ["mig_mon", "server_rr"]})
+        mig_mon = str(Path(sys.executable).parent / "mig_mon")
+        probe_out = open(Path(args.lab_dir) / "postcopy-client.json", "wb")  # noqa: SIM115
+        probe = subprocess.Popen(
+            [mig_mon, "client", GUEST_IP, str(args.probe_ms), "--json"], stdout=probe_out,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        # Until the guest answers (its server starts slowly under TCG).
+        client_json = Path(args.lab_dir) / "postcopy-client.json"
+        for _ in range(240):
+            if any(o.get("type") == "baseline" for o in json_objs(client_json.read_text())):
+                break
+            await asyncio.sleep(0.5)
+        await asyncio.sleep(2)
     tap = TAPS[0] if vm.tap == TAPS[1] else TAPS[1]
-    vm, info = await migrate(lab, vm, tap, args, postcopy=True)
-    await asyncio.sleep(2)
+    try:
+        vm, info = await migrate(lab, vm, tap, args, postcopy=True)
+        await asyncio.sleep(2)
+    finally:
+        if probe is not None:
+            probe.send_signal(signal.SIGINT)
+            probe.wait(10)
+            probe_out.close()
+    if probe is not None:
+        await agent({"op": "signal", "name": "pecho", "sig": int(signal.SIGINT)})
+        echo = await agent({"op": "wait", "name": "pecho"})
+        cobjs = json_objs((Path(args.lab_dir) / "postcopy-client.json").read_text())
+        probes = summary_of(cobjs, "sent", "received", "lost", "worst_downtime_ms")
+        events = [o for o in cobjs if o.get("type") == "event"]
+        probes["outages_ms"] = [round(e["blackout_ms"], 1) for e in events]
+        probes["echo_exit"] = echo["rc"]
+        info["probes"] = probes
+        log(f"postcopy with probes: {probes}")
     await agent({"op": "signal", "name": "pdirty", "sig": int(signal.SIGINT)})
     done = await agent({"op": "wait", "name": "pdirty"})
     objs = json_objs(done["stdout"])
