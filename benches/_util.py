@@ -11,7 +11,7 @@ import subprocess
 import sys
 from typing import Any
 
-from migmon.parse import json_objects
+from migmon.parse import json_objects_in
 
 #: mig_mon as this interpreter runs it (the venv's package).
 OURS = [sys.executable, "-m", "migmon"]
@@ -32,11 +32,8 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
-def json_lines(text: str) -> list[dict[str, Any]]:
-    """The JSON objects among ``text``'s lines; other lines (a cut-off last
-    line, text output) are passed over (mig_mon's own reader)."""
-    lines = enumerate(text.splitlines(), 1)
-    return json_objects(((n, x) for n, x in lines if x.startswith("{")), "output", None)
+#: The JSON objects among a tool's output lines (mig_mon's own reader).
+json_lines = json_objects_in
 
 
 def stop(p: subprocess.Popen[Any], sig: int = signal.SIGINT) -> None:

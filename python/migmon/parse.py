@@ -137,6 +137,13 @@ def json_objects(
     return objs
 
 
+def json_objects_in(text: str) -> list[dict[str, Any]]:
+    """The JSON objects among a tool's output lines; the text lines between
+    them and a line cut off are passed over."""
+    lines = enumerate(text.splitlines(), 1)
+    return json_objects(((n, x) for n, x in lines if x.startswith("{")), "output", None)
+
+
 def _parse_json(numbered: list[tuple[int, str]], label: str) -> Series:
     objs = json_objects(numbered, label)
     parser = _json_parser(objs, label)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.common import AGENT_PORT, GUEST_IP
-from migmon.parse import json_objects
+from migmon.parse import json_objects_in
 from migmon.switchover.record import TRACE_EVENTS
 
 
@@ -228,7 +228,5 @@ async def clock_offset() -> tuple[float, float]:
     return best
 
 
-def json_objs(text: str) -> list[dict[str, Any]]:
-    """The JSON objects of a tool's output (the text lines between skipped)."""
-    lines = enumerate(text.splitlines(), 1)
-    return json_objects(((n, x) for n, x in lines if x.startswith("{")), "output", None)
+#: The JSON objects of a tool's output (the text lines between passed over).
+json_objs = json_objects_in
