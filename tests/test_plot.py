@@ -151,9 +151,12 @@ def test_our_json_of_a_downtime_run(tmp_path: Path) -> None:
         srv.communicate(timeout=10)
     f = write(tmp_path, "client.json", out)
     s = parse_file(f)
-    assert s.kind == "downtime" and len(s.events) == 1
+    # The stop is one event; a busy machine may add a short stall of the
+    # client's own (reported too, and drawn like any event).
+    assert s.kind == "downtime" and len([e for e in s.events if e[1] >= 100]) == 1
     fig = plot_files([f])
-    assert lines_of(fig) == [([s.events[0][0]], [s.events[0][1]])]
+    drawn = [(x, y) for xs, ys in lines_of(fig) for x, y in zip(xs, ys, strict=True)]
+    assert sorted(drawn) == sorted((e[0], e[1]) for e in s.events)
     # The event is labelled with its blackout.
     assert any("ms" in t.get_text() for t in fig.axes[0].texts)
 
