@@ -69,21 +69,8 @@ def main() -> int:
     time.sleep(1.0)
     start("client", "client", "127.0.0.1", "1", "-p", str(udp), "--json", "-q")
     vm_args = [
-        "vm",
-        "-s",
-        "-H",
-        "127.0.0.1",
-        "-p",
-        str(tcp),
-        "-t",
-        "precopy",
-        "-t",
-        "postcopy",
-        "--channels",
-        "2",
-        "--preempt",
-        "--json",
-        "-q",
+        *("vm", "-s", "-H", "127.0.0.1", "-p", str(tcp)),
+        *("-t", "precopy", "-t", "postcopy", "--channels", "2", "--preempt", "--json", "-q"),
     ]
     if a.vm_rate not in ("0", ""):
         vm_args += ["--max-bandwidth", a.vm_rate]

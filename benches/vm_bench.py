@@ -35,51 +35,34 @@ def server(cmd: list[str]) -> subprocess.Popen[bytes]:
     return p
 
 
-def iperf3(seconds: float) -> float:
-    """iperf3 single TCP stream, MB/s (MiB/s, as ours)."""
-    port = free_port()
-    srv = server(["iperf3", "-s", "-p", str(port), "-1"])
+def peer_run(server_argv: list[str], client_argv: list[str]) -> str:
+    """A peer tool's server, then its client; the client's output."""
+    srv = server(server_argv)
     try:
-        out = subprocess.run(
-            ["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", str(int(seconds)), "-J"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
+        return subprocess.run(client_argv, capture_output=True, text=True, check=True).stdout
     finally:
         stop(srv, signal.SIGTERM)
+
+
+def iperf3(seconds: float) -> float:
+    """iperf3 single TCP stream, MB/s (MiB/s, as ours)."""
+    port = str(free_port())
+    out = peer_run(
+        ["iperf3", "-s", "-p", port, "-1"],
+        ["iperf3", "-c", "127.0.0.1", "-p", port, "-t", str(int(seconds)), "-J"],
+    )
     bps = json.loads(out)["end"]["sum_received"]["bits_per_second"]
     return float(bps) / 8 / (1 << 20)
 
 
 def sockperf_tcp(seconds: float, mps: str) -> float:
     """sockperf TCP ping-pong, full round trip p50... mean (us)."""
-    port = free_port()
-    srv = server(["sockperf", "server", "--tcp", "-i", "127.0.0.1", "-p", str(port)])
-    try:
-        out = subprocess.run(
-            [
-                "sockperf",
-                "ping-pong",
-                "--tcp",
-                "-i",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "-t",
-                str(int(seconds)),
-                "--mps",
-                mps,
-                "--full-rtt",
-                "-m",
-                "16",
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    finally:
-        stop(srv, signal.SIGTERM)
+    port = str(free_port())
+    out = peer_run(
+        ["sockperf", "server", "--tcp", "-i", "127.0.0.1", "-p", port],
+        ["sockperf", "ping-pong", "--tcp", "-i", "127.0.0.1", "-p", port, "-t",
+         str(int(seconds)), "--mps", mps, "--full-rtt", "-m", "16"],
+    )  # fmt: skip
     m = re.search(r"avg-rtt=([\d.]+)", out)
     assert m, out
     return float(m.group(1))
@@ -90,23 +73,9 @@ def ours(seconds: float, **kw: object) -> tuple[migmon.VmSrcSummary, dict[str, f
     like iperf3's client and server; returns the source's summary and the
     destination's page-request latency figures (ns)."""
     port = free_port()
-    dst = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "migmon",
-            "vm",
-            "-d",
-            "-p",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--json",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    argv = [sys.executable, "-m", "migmon", "vm", "-d", "-p", str(port), "--bind", "127.0.0.1",
+            "--json"]  # fmt: skip
+    dst = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     time.sleep(1.0)
     try:
         s = migmon.vm_source("127.0.0.1", port=port, duration_s=seconds, **kw)  # type: ignore[arg-type]

@@ -20,12 +20,15 @@ pub enum Error {
 
     /// The machine cannot give what was asked: memory, huge pages, a
     /// mapping, a thread, a file. `errno` is the OS error, if one caused it.
-    #[error("{msg}")]
+    #[error("{msg}{}", skip_suffix(.skip))]
     Resource {
         /// One line: what was being done, and why it failed.
         msg: String,
         /// The OS error number, if any.
         errno: Option<i32>,
+        /// The configuration field whose setting skips this check, if one
+        /// does (the CLI says which flag that is).
+        skip: Option<String>,
     },
 
     /// A socket call failed: address, bind, connect, send or receive.
@@ -65,6 +68,12 @@ fn field_prefix(field: &Option<String>) -> String {
     field.as_ref().map(|f| format!("{f}: ")).unwrap_or_default()
 }
 
+fn skip_suffix(skip: &Option<String>) -> String {
+    skip.as_ref()
+        .map(|f| format!(" ({f} skips this check)"))
+        .unwrap_or_default()
+}
+
 impl Error {
     /// A configuration error not tied to one field.
     pub fn config(msg: impl Into<String>) -> Self {
@@ -96,6 +105,16 @@ impl Error {
         Error::Resource {
             msg: msg.into(),
             errno: None,
+            skip: None,
+        }
+    }
+
+    /// A check of the machine's resources that setting `field` skips.
+    pub fn resource_check(msg: impl Into<String>, field: &str) -> Self {
+        Error::Resource {
+            msg: msg.into(),
+            errno: None,
+            skip: Some(field.into()),
         }
     }
 
@@ -104,6 +123,7 @@ impl Error {
         Error::Resource {
             msg: format!("{}: {e}", context.as_ref()),
             errno: e.raw_os_error(),
+            skip: None,
         }
     }
 

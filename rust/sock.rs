@@ -9,6 +9,19 @@ use crate::error::{Error, Result};
 
 /// Resolves `host` (an address or a name; `[v6]` brackets allowed) and
 /// `port` to the first address found.
+/// A port someone else holds: the machine's resource, not a network fault.
+fn in_use(proto: &str, addr: &SocketAddr, e: &std::io::Error) -> Error {
+    Error::Resource {
+        msg: format!(
+            "{proto} port {} is already in use on {}",
+            addr.port(),
+            addr.ip()
+        ),
+        errno: e.raw_os_error(),
+        skip: None,
+    }
+}
+
 pub fn resolve(host: &str, port: u16) -> Result<SocketAddr> {
     Ok(resolve_all(host, port)?[0])
 }
@@ -62,14 +75,7 @@ fn bind_one(addr: SocketAddr, dual: bool) -> Result<UdpSocket> {
     let _ = sock.set_recv_buffer_size(4 << 20);
     sock.bind(&addr.into()).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AddrInUse {
-            Error::Resource {
-                msg: format!(
-                    "UDP port {} is already in use on {}",
-                    addr.port(),
-                    addr.ip()
-                ),
-                errno: e.raw_os_error(),
-            }
+            in_use("UDP", &addr, &e)
         } else {
             Error::network(format!("binding UDP {addr}"), e)
         }
@@ -112,14 +118,7 @@ pub fn listen_tcp(bind: Option<&str>, port: u16) -> Result<std::net::TcpListener
             .map_err(|e| Error::network("setting SO_REUSEADDR", e))?;
         sock.bind(&addr.into()).map_err(|e| {
             if e.kind() == std::io::ErrorKind::AddrInUse {
-                Error::Resource {
-                    msg: format!(
-                        "TCP port {} is already in use on {}",
-                        addr.port(),
-                        addr.ip()
-                    ),
-                    errno: e.raw_os_error(),
-                }
+                in_use("TCP", &addr, &e)
             } else {
                 Error::network(format!("binding TCP {addr}"), e)
             }
@@ -440,7 +439,7 @@ mod tests {
         let a = bind_udp(Some("127.0.0.1"), 0).unwrap();
         let port = a.local_addr().unwrap().port();
         match bind_udp(Some("127.0.0.1"), port) {
-            Err(Error::Resource { msg, errno }) => {
+            Err(Error::Resource { msg, errno, .. }) => {
                 assert!(msg.contains("in use"), "{msg}");
                 assert_eq!(errno, Some(libc::EADDRINUSE));
             }

@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -148,13 +148,53 @@ def wait_udp_echo(port: int, host: str = "127.0.0.1", timeout: float = 20.0) -> 
 def echo_proc() -> Iterator[tuple[subprocess.Popen[str], int]]:
     """A real ``mig_mon server_rr`` in its own process (so it can be stopped)."""
     port = free_port(socket.SOCK_DGRAM)
-    proc = popen_cli("server_rr", "-p", str(port))
-    try:
-        wait_udp_echo(port)
+    with cli_server("server_rr", "-p", str(port), ready=lambda: wait_udp_echo(port)) as proc:
         yield proc, port
+
+
+@contextlib.contextmanager
+def cli_server(
+    *args: str, ready: Callable[[], None], timeout: float = 15
+) -> Iterator[subprocess.Popen[str]]:
+    """``mig_mon ARGS`` in its own process, once ``ready()`` returns; ended
+    with SIGTERM (then killed) however the test ends."""
+    proc = popen_cli(*args)
+    try:
+        ready()
+        yield proc
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.communicate(timeout=10)
-        finally:
-            proc.kill()
+        finish(proc, signal.SIGTERM, timeout)
+
+
+def finish(
+    proc: subprocess.Popen[str], sig: int = signal.SIGINT, timeout: float = 30
+) -> tuple[str, str]:
+    """Signals the process and reads what it wrote; killed if it does not
+    end in time (the test then fails on the timeout)."""
+    proc.send_signal(sig)
+    try:
+        return proc.communicate(timeout=timeout)
+    finally:
+        proc.kill()
+
+
+def time_to_end(
+    proc: subprocess.Popen[str], sig: int = signal.SIGINT, timeout: float = 30
+) -> tuple[float, str, str]:
+    """How long the process takes to end after ``sig`` (seconds), and what
+    it wrote."""
+    t = time.monotonic()
+    out, err = finish(proc, sig, timeout)
+    return time.monotonic() - t, out, err
+
+
+def stop_for(pid: int, seconds: float) -> float:
+    """Stops the process (SIGSTOP) for about ``seconds``: a fault of known
+    length. Returns how long it was stopped, measured."""
+    t0 = time.monotonic()
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        time.sleep(seconds)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    return time.monotonic() - t0

@@ -18,6 +18,7 @@ import migmon
 from conftest import (
     json_lines,
     popen_cli,
+    stop_for,
 )
 from migmon import Prober
 
@@ -62,16 +63,20 @@ def test_a_first_reply_gap_of_zero_does_not_make_every_probe_a_spike() -> None:
     assert len(r.events) <= 3, [e.gap_ms for e in r.events]
 
 
+def _client(port: int, interval_ms: str, duration_s: str, *more: str) -> subprocess.Popen[str]:
+    """``mig_mon client`` against the local echo server, with --json."""
+    args = ("-p", str(port), "--duration", duration_s, "--json", *more)
+    return popen_cli("client", "127.0.0.1", interval_ms, *args)
+
+
 def test_a_stalled_client_says_the_gap_is_its_own(
     echo_proc: tuple[subprocess.Popen[str], int],
 ) -> None:
     _, port = echo_proc
-    p = popen_cli("client", "127.0.0.1", "5", "-p", str(port), "--duration", "3", "--json")
+    p = _client(port, "5", "3")
     time.sleep(1.2)
     stopped_at = time.time()
-    os.kill(p.pid, signal.SIGSTOP)
-    time.sleep(0.08)
-    os.kill(p.pid, signal.SIGCONT)
+    stop_for(p.pid, 0.08)
     out, err = p.communicate(timeout=20)
     assert p.returncode == 0, err
     objs = json_lines(out)
@@ -95,7 +100,7 @@ def test_an_outage_still_open_at_the_end_counts(
     echo_proc: tuple[subprocess.Popen[str], int],
 ) -> None:
     proc, port = echo_proc
-    p = popen_cli("client", "127.0.0.1", "10", "-p", str(port), "--duration", "2", "--json")
+    p = _client(port, "10", "2")
     time.sleep(1.3)
     os.kill(proc.pid, signal.SIGSTOP)
     try:
@@ -120,14 +125,9 @@ def test_max_downtime_ms_gives_a_verdict(
     """--max-downtime-ms: exit 5 and a line naming the outage that broke it
     (the echo server stopped for 300 ms), exit 0 when every outage kept to it."""
     proc, port = echo_proc
-    p = popen_cli(
-        "client", "127.0.0.1", "10", "-p", str(port), "--duration", "3",
-        "--max-downtime-ms", limit, "--json",
-    )  # fmt: skip
+    p = _client(port, "10", "3", "--max-downtime-ms", limit)
     time.sleep(1.2)
-    os.kill(proc.pid, signal.SIGSTOP)
-    time.sleep(0.3)
-    os.kill(proc.pid, signal.SIGCONT)
+    stop_for(proc.pid, 0.3)
     out, err = p.communicate(timeout=20)
     assert p.returncode == code, err
     verdict = json_lines(out)[-1]
@@ -145,9 +145,7 @@ def test_outage_over_in_the_api(echo_proc: tuple[subprocess.Popen[str], int]) ->
     proc, port = echo_proc
     with Prober(server="127.0.0.1", interval_ms=10, port=port) as p:
         time.sleep(1.0)
-        os.kill(proc.pid, signal.SIGSTOP)
-        time.sleep(0.25)
-        os.kill(proc.pid, signal.SIGCONT)
+        stop_for(proc.pid, 0.25)
         time.sleep(0.5)
         r = p.stop()
     e = migmon.outage_over(r, 100)

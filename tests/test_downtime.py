@@ -26,6 +26,7 @@ from conftest import (
     json_lines,
     popen_cli,
     run_cli,
+    stop_for,
     veth_pair,
     wait_udp_echo,
 )
@@ -266,9 +267,7 @@ def test_sigstop_outage_is_one_accurate_event(
         server="127.0.0.1", interval_ms=interval_ms, port=port, threshold_ms=threshold_ms
     ) as p:
         time.sleep(max(1.0, 5 * interval_ms / 1000))
-        os.kill(proc.pid, signal.SIGSTOP)
-        time.sleep(blackout_s)
-        os.kill(proc.pid, signal.SIGCONT)
+        stop_for(proc.pid, blackout_s)
         time.sleep(max(1.0, 5 * interval_ms / 1000))
         r = p.stop()
     events = r.events
@@ -311,23 +310,9 @@ def test_link_down_between_namespaces(netns_pair: None) -> None:
         text=True,
     )
     try:
-        client = subprocess.Popen(
-            [
-                *("ip", "netns", "exec", NS_A),
-                *MIG_MON,
-                "client",
-                ADDR_B,
-                "10",
-                "-p",
-                str(port),
-                "--duration",
-                "4",
-                "--json",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        argv = ["ip", "netns", "exec", NS_A, *MIG_MON, "client", ADDR_B, "10", "-p", str(port),
+                "--duration", "4", "--json"]  # fmt: skip
+        client = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(1.5)
         t0 = time.monotonic()
         ip("-n", NS_B, "link", "set", "mmvethB", "down")

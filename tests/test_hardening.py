@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MIG_MON, assert_one_line_error, cli, free_port
+from conftest import MIG_MON, assert_one_line_error, cli, free_port, time_to_end
 
 BIG = str(10**400)
 
@@ -94,19 +94,14 @@ def test_sigterm_while_prefaulting_ends_the_dots_and_exits_130() -> None:
     import signal
     import time
 
-    from conftest import popen_cli
+    from conftest import finish, popen_cli
 
     p = popen_cli("mm_dirty", "-m", "8G", "-r", "10")
-    try:
-        assert p.stdout is not None
-        for line in p.stdout:  # wait for the prefault banner
-            if "Prefault Memory" in line:
-                break
-        time.sleep(1.5)
-        p.send_signal(signal.SIGTERM)
-        out, err = p.communicate(timeout=60)
-    finally:
-        p.kill()
+    assert p.stdout is not None
+    while "Prefault Memory" not in (banner := p.stdout.readline()) and banner:
+        pass
+    time.sleep(1.5)
+    out, err = finish(p, signal.SIGTERM, 60)
     assert p.returncode == 130, err
     assert any(line.startswith("Summary:") for line in out.splitlines()), out
     assert "stopped while prefaulting" in out
@@ -116,23 +111,15 @@ def test_a_long_stop_is_one_long_interval_not_empty_ones() -> None:
     """After a 2.5 s SIGSTOP the missed intervals are one, with a length:
     no 'time (ms): 0' line, no rate of 0 in the summary's minimum."""
     import json
-    import os
-    import signal
     import time
 
-    from conftest import popen_cli
+    from conftest import finish, popen_cli, stop_for
 
     p = popen_cli("mm_dirty", "-m", "64", "-r", "50", "--json")
-    try:
-        time.sleep(1.5)
-        os.kill(p.pid, signal.SIGSTOP)
-        time.sleep(2.5)
-        os.kill(p.pid, signal.SIGCONT)
-        time.sleep(2.2)
-        p.send_signal(signal.SIGINT)
-        out, err = p.communicate(timeout=30)
-    finally:
-        p.kill()
+    time.sleep(1.5)
+    stop_for(p.pid, 2.5)
+    time.sleep(2.2)
+    out, err = finish(p)
     assert p.returncode == 0, err
     samples = [o for o in map(json.loads, out.splitlines()) if o["type"] == "sample"]
     assert all(s["duration_ms"] >= 500 for s in samples), [s["duration_ms"] for s in samples]
@@ -164,12 +151,10 @@ def test_next_with_a_long_timeout_is_interrupted_at_once() -> None:
         assert p.stdout is not None
         assert p.stdout.readline().strip() == "ready"
         time.sleep(0.5)
-        t = time.monotonic()
-        p.send_signal(signal.SIGINT)
-        out, _ = p.communicate(timeout=30)
-        took = time.monotonic() - t
-    finally:
+    except BaseException:
         p.kill()
+        raise
+    took, out, _ = time_to_end(p)
     assert "interrupted" in out
     assert took < 5, took
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from conftest import MIG_MON, free_port, json_lines, popen_cli
+from conftest import MIG_MON, free_port, json_lines, popen_cli, time_to_end
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -114,10 +114,7 @@ def stop_under_flood(
         th.start()
     try:
         time.sleep(1.0)
-        t = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=10)
-        took = time.monotonic() - t
+        took, out, err = time_to_end(proc, signal.SIGTERM, 10)
     finally:
         stop.set()
         for th in threads:
@@ -362,10 +359,7 @@ def test_vm_destination_with_a_source_that_never_reads() -> None:
         time.sleep(2.0)  # its requests fill the socket; nobody reads them
         r = normal_vm_session(port)
         assert r.returncode == 0, r.stderr
-        t = time.monotonic()
-        d.send_signal(signal.SIGTERM)
-        out, err = d.communicate(timeout=10)
-        took = time.monotonic() - t
+        took, out, err = time_to_end(d, signal.SIGTERM, 10)
     finally:
         s.close()
     assert took < 2.0, f"took {took:.2f} s to stop"

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_one_line_error, cli, free_port, json_lines, popen_cli, run_cli
+from conftest import assert_one_line_error, cli, free_port, json_lines, popen_cli, run_cli, stop_for
 from migmon.metrics import MAX_SCRAPES_PER_S, parse_address
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -316,18 +316,10 @@ def test_a_real_prometheus_sees_the_outage_and_the_pause(
             time.sleep(0.3)
         time.sleep(1.0)
         # The outage: the echo server stopped for a known time.
-        t0 = time.monotonic()
-        server.send_signal(signal.SIGSTOP)
-        time.sleep(0.4)
-        server.send_signal(signal.SIGCONT)
-        stopped_server_s = time.monotonic() - t0
+        stopped_server_s = stop_for(server.pid, 0.4)
         time.sleep(1.0)
         # The pause: mm_dirty stopped.
-        t0 = time.monotonic()
-        dirty.send_signal(signal.SIGSTOP)
-        time.sleep(0.3)
-        dirty.send_signal(signal.SIGCONT)
-        stopped_dirty_s = time.monotonic() - t0
+        stopped_dirty_s = stop_for(dirty.pid, 0.3)
         time.sleep(1.0)
         for p in (client, dirty):
             p.send_signal(signal.SIGINT)

@@ -15,9 +15,11 @@ import pytest
 from conftest import (
     assert_one_line_error,
     cli,
+    finish,
     json_lines,
     popen_cli,
     run_cli,
+    stop_for,
     write_proc_mem,
 )
 from migmon.output.dirty import DIRTY_RE
@@ -269,18 +271,10 @@ def test_huge_pages_1g() -> None:
 @pytest.mark.parametrize(("pattern", "rate"), [("sequential", "10"), ("random", "1000")])
 def test_a_pause_of_the_process_is_reported_once_with_its_length(pattern: str, rate: str) -> None:
     p = popen_cli("mm_dirty", "-m", "128", "-r", rate, "-p", pattern, "-T", "2", "--json")
-    try:
-        time.sleep(1.5)
-        t = time.perf_counter()
-        os.kill(p.pid, signal.SIGSTOP)
-        time.sleep(0.2)
-        os.kill(p.pid, signal.SIGCONT)
-        stopped_ms = (time.perf_counter() - t) * 1000
-        time.sleep(1.3)
-        p.send_signal(signal.SIGINT)
-        out, err = p.communicate(timeout=30)
-    finally:
-        p.kill()
+    time.sleep(1.5)
+    stopped_ms = stop_for(p.pid, 0.2) * 1000
+    time.sleep(1.3)
+    out, err = finish(p)
     assert p.returncode == 0, err
     objs = json_lines(out)
     pauses = [o for o in objs if o["type"] == "pause"]
@@ -400,16 +394,10 @@ def test_max_pause_ms_gives_a_verdict(limit: str, code: int) -> None:
     """--max-pause-ms: exit 5 and a line naming the pause that broke it
     (a 200 ms SIGSTOP of the process), exit 0 when every pause kept to it."""
     p = popen_cli("mm_dirty", "-m", "64", "-r", "50", "--max-pause-ms", limit, "--json")
-    try:
-        time.sleep(1.2)
-        os.kill(p.pid, signal.SIGSTOP)
-        time.sleep(0.2)
-        os.kill(p.pid, signal.SIGCONT)
-        time.sleep(1.0)
-        p.send_signal(signal.SIGINT)
-        out, err = p.communicate(timeout=30)
-    finally:
-        p.kill()
+    time.sleep(1.2)
+    stop_for(p.pid, 0.2)
+    time.sleep(1.0)
+    out, err = finish(p)
     assert p.returncode == code, err
     verdict = json_lines(out)[-1]
     assert verdict["type"] == "verdict" and verdict["max_pause_ms"] == float(limit)
@@ -419,3 +407,24 @@ def test_max_pause_ms_gives_a_verdict(limit: str, code: int) -> None:
         assert f"pause limit {limit} (ms): BROKEN by pause" in err
     else:
         assert f"pause limit {limit} (ms): kept by every pause" in err
+
+
+def test_more_than_the_machine_has_names_the_flag_that_skips_the_check() -> None:
+    """The core says which setting skips its memory check (``force``); the
+    CLI names the flag, the API the field, and neither parses the text."""
+    import migmon
+    from migmon.errors import ResourceError
+
+    avail_mb = next(
+        int(line.split()[1]) // 1024
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemAvailable:")
+    )
+    too_much = str(4 * avail_mb + 1024)
+    line = assert_one_line_error(run_cli("mm_dirty", "-m", too_much), code=1)
+    assert line.endswith("of memory is available (--force to try anyway)"), line
+    with pytest.raises(ResourceError) as e:
+        migmon.DirtyWorkload(migmon.DirtyConfig(size_mb=int(too_much)))
+    assert e.value.skipped_by == "force"
+    assert e.value.reason is not None and e.value.reason.startswith(f"{too_much} MB requested")
+    assert str(e.value).endswith("(force skips this check)")

@@ -24,7 +24,7 @@ from plot_inputs import (
     write,
 )
 
-from conftest import assert_one_line_error, free_port, popen_cli, run_cli
+from conftest import assert_one_line_error, free_port, popen_cli, run_cli, stop_for
 from migmon.parse import ParseError, parse_file, parse_text
 from migmon.plot import plot_files, plot_series
 
@@ -102,23 +102,8 @@ def test_our_json_of_mm_dirty_and_vm(tmp_path: Path) -> None:
     try:
         time.sleep(1.0)
         src = run_cli(
-            "vm",
-            "-s",
-            "-H",
-            "127.0.0.1",
-            "-p",
-            port,
-            "-t",
-            "precopy",
-            "-t",
-            "postcopy",
-            "--channels",
-            "2",
-            "--duration",
-            "2",
-            "--interval",
-            "0.5",
-            "--json",
+            *("vm", "-s", "-H", "127.0.0.1", "-p", port, "-t", "precopy", "-t", "postcopy"),
+            *("--channels", "2", "--duration", "2", "--interval", "0.5", "--json"),
         )
     finally:
         port_proc.send_signal(signal.SIGTERM)
@@ -142,9 +127,7 @@ def test_our_json_of_a_downtime_run(tmp_path: Path) -> None:
         time.sleep(1.0)
         cli = popen_cli("client", "127.0.0.1", "10", "-p", port, "--duration", "2.5", "--json")
         time.sleep(1.0)
-        os.kill(srv.pid, signal.SIGSTOP)
-        time.sleep(0.3)
-        os.kill(srv.pid, signal.SIGCONT)
+        stop_for(srv.pid, 0.3)
         out, _ = cli.communicate(timeout=30)
     finally:
         srv.send_signal(signal.SIGTERM)

@@ -23,6 +23,7 @@ from conftest import (
     MIG_MON,
     assert_one_line_error,
     cli,
+    cli_server,
     free_port,
     json_lines,
     popen_cli,
@@ -50,16 +51,9 @@ def wait_tcp(port: int, host: str = "127.0.0.1", timeout: float = 20) -> None:
 def dst_proc() -> Iterator[tuple[subprocess.Popen[str], int]]:
     """A real ``mig_mon vm -d`` with JSON output."""
     port = free_port()
-    proc = popen_cli("vm", "-d", "-p", str(port), "-S", "4", "--json", "--interval", "0.5")
-    try:
-        wait_tcp(port)
+    args = ("vm", "-d", "-p", str(port), "-S", "4", "--json", "--interval", "0.5")
+    with cli_server(*args, ready=lambda: wait_tcp(port)) as proc:
         yield proc, port
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.communicate(timeout=15)
-        finally:
-            proc.kill()
 
 
 def read_exact(s: socket.socket, n: int) -> bytes:

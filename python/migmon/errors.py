@@ -32,7 +32,12 @@ class ConfigError(MigmonError, ValueError):
 
 class ResourceError(MigmonError, OSError):
     """The machine cannot give what was asked (memory, huge pages, a port,
-    a thread)."""
+    a thread). From the core, ``reason`` says what, and ``skipped_by``
+    names the configuration field whose setting skips this check (None when
+    none does)."""
+
+    skipped_by: str | None = None
+    reason: str | None = None
 
 
 class NetworkError(MigmonError, OSError):

@@ -251,11 +251,14 @@ fn check_available(len: u64, page_size: PageSize, force: bool) -> Result<()> {
             }
             if let Some(avail) = mem_available() {
                 if len > avail {
-                    return Err(Error::resource(format!(
-                        "{} MB requested but only {} MB of memory is available (force skips this check)",
-                        len >> 20,
-                        avail >> 20
-                    )));
+                    return Err(Error::resource_check(
+                        format!(
+                            "{} MB requested but only {} MB of memory is available",
+                            len >> 20,
+                            avail >> 20
+                        ),
+                        "force",
+                    ));
                 }
             }
         }

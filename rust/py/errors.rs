@@ -42,9 +42,16 @@ impl From<Error> for PyErr {
                 ConfigError::new_err(msg),
                 &[("field", field), ("reason", Some(reason))],
             ),
-            Error::Resource { errno, .. } => with_attrs(
-                ResourceError::new_err(msg),
-                &[("errno", errno.map(|n| n as u64))],
+            Error::Resource {
+                errno,
+                skip,
+                msg: reason,
+            } => with_text(
+                with_attrs(
+                    ResourceError::new_err(msg),
+                    &[("errno", errno.map(|n| n as u64))],
+                ),
+                &[("skipped_by", skip), ("reason", Some(reason))],
             ),
             Error::Network { errno, .. } => with_attrs(
                 NetworkError::new_err(msg),

@@ -119,6 +119,31 @@ def say(line: str, out: TextIO) -> None:
     out.flush()
 
 
+def verdict(
+    limit: tuple[str, str, float],
+    kept_by: str,
+    broke: Any | None,
+    describe: Callable[[Any], str],
+    fields: dict[str, str],
+    show: tuple[bool, TextIO],
+) -> bool:
+    """A limit's verdict (--max-downtime-ms, --max-pause-ms): one line, and
+    a JSON object with --json. ``limit`` is (its name in the line, its JSON
+    key, its value); ``broke`` the item that broke it (or None), said by
+    ``describe``, its attributes in the JSON by ``fields`` (key: attribute).
+    True when broken."""
+    name, key, value = limit
+    json_out, out = show
+    said = f"BROKEN by {describe(broke)}" if broke is not None else f"kept by every {kept_by}"
+    say(f"{name} limit {value:g} (ms): {said}", out)
+    if json_out:
+        from migmon.output import emit_json
+
+        found = {k: getattr(broke, a) if broke is not None else None for k, a in fields.items()}
+        emit_json({"type": "verdict", key: value, "broken": broke is not None, **found})
+    return broke is not None
+
+
 def ignore_signals() -> None:
     """While wrapping up, a second Ctrl-C or SIGTERM must not cut the
     summary in half."""

@@ -16,7 +16,7 @@ import typer
 
 from migmon.cli._common import SHOW_OPTIONS, Show
 from migmon.errors import ConfigError
-from migmon.output import show_timestamps
+from migmon.output import timestamps
 
 _C = TypeVar("_C")
 _TYPES: dict[str, type] = {"text": str, "int": int, "float": float}
@@ -144,8 +144,8 @@ def config_flags(
             # also when typed with the default's value).
             given = {p: v for p, v in ((p, kw.pop(p)) for p in table) if _typed(_ctx, p)}
             show = Show(**{name: kw.pop(name) for name in SHOW_OPTIONS})
-            show_timestamps(show.timestamps)
-            return fn(Given(table, given, owners), show, **kw)
+            with timestamps(show.timestamps):
+                return fn(Given(table, given, owners), show, **kw)
 
         ctx = inspect.Parameter("_ctx", _KW, annotation=typer.Context)
         first = [p.replace(kind=_KW) for p in own if p.name in lead]
@@ -177,3 +177,8 @@ def make_config(cls: Callable[..., _C], given: Given, **values: Any) -> _C:
         if e.field in names:
             raise ConfigError(f"{names[e.field]}: {e.reason}") from None
         raise
+
+
+def flag_of(cls: Any, field: str) -> str:
+    """The flag that sets ``cls``'s ``field`` (the field's name if none)."""
+    return next((f.names for f in flags_of(cls) if f.field == field), field)

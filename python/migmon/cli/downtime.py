@@ -41,6 +41,7 @@ from migmon.cli._common import (
     fail_line,
     quiet_broken_pipe,
     say,
+    verdict,
 )
 from migmon.cli._flags import Given, config_flags, make_config
 from migmon.errors import ConfigError
@@ -219,31 +220,22 @@ def _verdict(summary: ProbeSummary, limit: float | None, json_out: bool, out: Te
         return False
     from migmon import outage_over
 
-    e = outage_over(summary, limit)
-    if e is None:
-        say(f"downtime limit {limit:g} (ms): kept by every outage", out)
-    else:
-        say(
-            f"downtime limit {limit:g} (ms): BROKEN by event {e.index} at "
-            f"{wall_time(e.start_unix_s)}, blackout {e.blackout_ms:.1f} (ms)"
+    return verdict(
+        ("downtime", "max_downtime_ms", limit),
+        "outage",
+        outage_over(summary, limit),
+        lambda e: (
+            f"event {e.index} at {wall_time(e.start_unix_s)}, blackout "
+            f"{e.blackout_ms:.1f} (ms)"
             + (
                 f", of it the client's own stall {e.client_stall_ms:.1f}"
                 if e.client_stall_ms
                 else ""
-            ),
-            out,
-        )
-    if json_out:
-        emit_json(
-            {
-                "type": "verdict",
-                "max_downtime_ms": limit,
-                "broken": e is not None,
-                "event_index": e.index if e is not None else None,
-                "blackout_ms": e.blackout_ms if e is not None else None,
-            }
-        )
-    return e is not None
+            )
+        ),
+        {"event_index": "index", "blackout_ms": "blackout_ms"},
+        (json_out, out),
+    )
 
 
 def _qmp_recorder(qmp: list[str] | None, out: Path) -> QmpRecorder | None:

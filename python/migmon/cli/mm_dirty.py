@@ -30,11 +30,12 @@ from migmon.cli._common import (
     drive,
     quiet_broken_pipe,
     say,
+    verdict,
 )
-from migmon.cli._flags import Given, config_flags, make_config
+from migmon.cli._flags import Given, config_flags, flag_of, make_config
 from migmon.errors import ResourceError
 from migmon.metrics import DirtyMetrics, serving
-from migmon.output import emit, emit_config, emit_json, print_summary
+from migmon.output import emit, emit_config, print_summary
 from migmon.output.dirty import (
     BANNER_DIRTY,
     BANNER_PREFAULT,
@@ -133,9 +134,12 @@ def mm_dirty_command(
         try:
             run = DirtyWorkload(cfg)
         except ResourceError as e:
-            # The core names the config field; the user typed a flag.
-            msg = str(e).replace("force skips this check", "--force to try anyway")
-            raise ResourceError(msg) from None
+            # The core names the config field that skips the check; the
+            # user typed a flag.
+            if e.skipped_by is None:
+                raise
+            flag = flag_of(DirtyConfig, e.skipped_by)
+            raise ResourceError(f"{e.reason} ({flag} to try anyway)") from None
         watch = exporter.attach(DirtyMetrics(run, cfg.rate_mb_s)) if exporter else None
         if show.json_out:
             emit_config(
@@ -181,23 +185,11 @@ def _verdict(summary: DirtySummary, limit: float, json_out: bool, out: TextIO) -
     from migmon import pause_over
     from migmon.output.downtime import wall_time
 
-    p = pause_over(summary, limit)
-    if p is None:
-        say(f"pause limit {limit:g} (ms): kept by every pause", out)
-    else:
-        say(
-            f"pause limit {limit:g} (ms): BROKEN by pause {p.index} at "
-            f"{wall_time(p.start_unix_s)}, {p.length_ms:.1f} (ms)",
-            out,
-        )
-    if json_out:
-        emit_json(
-            {
-                "type": "verdict",
-                "max_pause_ms": limit,
-                "broken": p is not None,
-                "pause_index": p.index if p is not None else None,
-                "length_ms": p.length_ms if p is not None else None,
-            }
-        )
-    return p is not None
+    return verdict(
+        ("pause", "max_pause_ms", limit),
+        "pause",
+        pause_over(summary, limit),
+        lambda p: f"pause {p.index} at {wall_time(p.start_unix_s)}, {p.length_ms:.1f} (ms)",
+        {"pause_index": "index", "length_ms": "length_ms"},
+        (json_out, out),
+    )

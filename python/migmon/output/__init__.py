@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TextIO
 
@@ -21,9 +24,9 @@ __all__ = [
     "emit_config",
     "emit_json",
     "print_summary",
-    "show_timestamps",
     "stamp",
     "summary_rows",
+    "timestamps",
 ]
 
 
@@ -88,19 +91,24 @@ CLOCKS = {
 }
 
 
-#: Set by --timestamps: every text line starts with the wall-clock time.
-_timestamps = False
+#: Set by --timestamps for one command's run: every text line starts with
+#: the wall-clock time.
+_TIMESTAMPS: ContextVar[bool] = ContextVar("migmon_timestamps", default=False)
 
 
-def show_timestamps(on: bool) -> None:
-    """Turns the wall-clock prefix of text lines on or off."""
-    global _timestamps
-    _timestamps = on
+@contextmanager
+def timestamps(on: bool) -> Iterator[None]:
+    """Within: text lines start with the wall-clock time when ``on``."""
+    token = _TIMESTAMPS.set(on)
+    try:
+        yield
+    finally:
+        _TIMESTAMPS.reset(token)
 
 
 def stamp() -> str:
     """The prefix of a text line with --timestamps (else empty)."""
-    if not _timestamps:
+    if not _TIMESTAMPS.get():
         return ""
     import datetime
 
