@@ -58,6 +58,12 @@ def test_real_migrations(tmp_path: Path) -> None:
             ph["key"] for ph in phases
         }
         assert m["after_resume"]["first_probe_at_destination_ms"] is not None
+    # Then a postcopy migration and a postcopy-preempt one, the guest's
+    # network probed through each (its checks are in report["checks"]:
+    # completed, integrity, QEMU's blocktime against its trace).
+    assert [pc["kind"] for pc in report["postcopy"]] == ["postcopy", "postcopy-preempt"]
+    for pc in report["postcopy"]:
+        assert pc["probes"]["received"] > 0 and pc["postcopy_requests"] > 0, pc
     assert report["qemu"].startswith("QEMU emulator version 10.0")
     assert "where each outage went" in p.stdout
     assert (tmp_path / "lab-switchover.png").stat().st_size > 10_000

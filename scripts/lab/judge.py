@@ -6,6 +6,8 @@ from __future__ import annotations
 import bisect
 import math
 import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -19,46 +21,133 @@ from migmon.switchover.report import text_lines
 _TRACE_LINE = re.compile(r"^(\d+)@([\d.]+):(\w+) (.*)$")
 
 
-def page_waits(trace_log: Path, vcpu_threads: set[int]) -> list[tuple[float, float, bool]]:
-    """From a postcopy destination's trace: each page request's time, the
-    time that page was placed, and whether a vCPU thread asked for it."""
-    requests: list[tuple[float, int, int]] = []
-    placed: dict[int, float] = {}
+def trace_points(trace_log: Path) -> Iterator[tuple[float, str, str]]:
+    """A QEMU trace log's points: (host time, name, arguments)."""
     with open(trace_log, errors="replace") as f:
         for line in f:
             m = _TRACE_LINE.match(line)
-            if not m:
-                continue
-            t, name, rest = float(m.group(2)), m.group(3), m.group(4)
-            if name == "postcopy_ram_fault_thread_request":
-                hva_m = re.search(r"HVA=0x([0-9a-f]+)", rest)
-                pid_m = re.search(r"pid=(\d+)", rest)
-                if hva_m and pid_m:
-                    requests.append((t, int(hva_m.group(1), 16) & ~0xFFF, int(pid_m.group(1))))
-            elif name in ("postcopy_place_page", "postcopy_place_page_zero"):
-                host_m = re.search(r"host=0x([0-9a-f]+)", rest)
-                if host_m:
-                    placed.setdefault(int(host_m.group(1), 16), t)
-    out = []
-    for t, hva, pid in requests:
-        done = placed.get(hva)
+            if m:
+                yield float(m.group(2)), m.group(3), m.group(4)
+
+
+_ADDR = re.compile(r"(?:HVA=|host=|addr: )0x([0-9a-f]+)")
+
+
+@dataclass
+class PageWaits:
+    """The vCPU's waits for pages on a postcopy destination, from QEMU's
+    trace: the referee for QEMU's postcopy-vcpu-blocktime.
+
+    A wait runs from the fault thread's request for the page
+    (`postcopy_ram_fault_thread_request`, naming the thread that faulted)
+    to the page's arrival: the first of `postcopy_place_page(_zero)` and
+    `mark_postcopy_blocktime_end` for it (with postcopy-preempt, a page
+    placed from the preempt channel is marked before a later, redundant
+    `postcopy_place_page` from the main stream). Beside it, what QEMU
+    10.0's own bookkeeping (`mark_postcopy_blocktime_begin`/`_end`) cannot
+    count."""
+
+    #: (request, arrival, thread id) of every request whose page came.
+    waits: list[tuple[float, float, int]] = field(default_factory=list)
+    #: Requests whose wait QEMU 10.0 lost: it keeps one fault per vCPU, so
+    #: a second fault on a vCPU before the first one's page is marked
+    #: replaces it (the fault thread can read the vCPU's next fault before
+    #: the thread that placed the page takes the lock; a retried fault
+    #: repeats the address). Fixed in QEMU 10.1 (Peter Xu, "migration/
+    #: postcopy: Optimize blocktime fault tracking with hashtable", its
+    #: "Wrong Accounting on re-entrancies").
+    replaced: int = 0
+    #: Seconds of those lost waits (until the page came, or the next fault).
+    replaced_s: float = 0.0
+    #: Seconds from each vCPU request to QEMU's begin mark for it (QEMU
+    #: starts its clock only then).
+    request_to_begin_s: float = 0.0
+
+    def vcpu_intervals(self, vcpus: set[int]) -> list[tuple[float, float]]:
+        return [(a, b) for a, b, pid in self.waits if pid in vcpus]
+
+    def vcpu_waited_s(self, vcpus: set[int]) -> float:
+        """The vCPU threads' time waiting: per thread, the union of its
+        waits (a page asked for again before it came is one wait)."""
+        return sum(covered([(a, b) for a, b, pid in self.waits if pid == v]) for v in vcpus)
+
+
+def page_waits(trace_log: Path, vcpus: set[int]) -> PageWaits:
+    """Reads a postcopy destination's trace (see PageWaits)."""
+    requests: list[tuple[float, int, int]] = []
+    arrived: dict[int, float] = {}
+    begins: list[tuple[float, int, int, bool]] = []  # time, cpu, page, already received
+    marked: list[tuple[float, int]] = []  # a wait's end marked: time, page
+    for t, name, rest in trace_points(trace_log):
+        addr = _ADDR.search(rest)
+        if not addr:
+            continue
+        page = int(addr.group(1), 16) & ~0xFFF
+        if name == "postcopy_ram_fault_thread_request":
+            pid_m = re.search(r"pid=(\d+)", rest)
+            if pid_m:
+                requests.append((t, page, int(pid_m.group(1))))
+        elif name in ("postcopy_place_page", "postcopy_place_page_zero"):
+            arrived.setdefault(page, t)
+        elif name == "mark_postcopy_blocktime_end":
+            arrived.setdefault(page, t)
+            hit = re.search(r"affected_cpu: (\d+)", rest)
+            if hit and hit.group(1) != "0":
+                marked.append((t, page))
+        elif name == "mark_postcopy_blocktime_begin":
+            cpu_m = re.search(r"cpu: (\d+)", rest)
+            got = re.search(r"already_received: (\d+)", rest)
+            if cpu_m:
+                begins.append((t, int(cpu_m.group(1)), page, bool(got and got.group(1) != "0")))
+    out = PageWaits()
+    for t, page, pid in requests:
+        done = arrived.get(page)
         if done is not None and done >= t:
-            out.append((t, done, pid in vcpu_threads))
+            out.waits.append((t, done, pid))
+    # QEMU's begin marks against the vCPU requests they follow.
+    asked = sorted((t, page) for t, page, pid in requests if pid in vcpus)
+    for t, _, page, _ in begins:
+        before = [r for r, p in asked if p == page and r <= t]
+        if before:
+            out.request_to_begin_s += t - before[-1]
+    # QEMU 10.0's one-fault-per-vCPU book, replayed on its own marks.
+    events = sorted([(t, 0, cpu, page, rcvd) for t, cpu, page, rcvd in begins]
+                    + [(t, 1, -1, page, False) for t, page in marked])  # fmt: skip
+    pending: dict[int, tuple[float, int]] = {}
+    for t, kind, cpu, page, received in events:
+        if kind == 1:
+            pending = {c: v for c, v in pending.items() if v[1] != page}
+            continue
+        if cpu in pending:
+            t0, old = pending[cpu]
+            out.replaced += 1
+            out.replaced_s += max(0.0, min(arrived.get(old, t), t) - t0)
+        if received:
+            pending.pop(cpu, None)
+        else:
+            pending[cpu] = (t, page)
     return out
+
+
+def union(iv: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Intervals merged where they touch or overlap, in order."""
+    out: list[tuple[float, float]] = []
+    for lo, hi in sorted(iv):
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
+
+
+def covered(iv: list[tuple[float, float]]) -> float:
+    """Seconds the union of ``iv`` covers (a time counted once however many
+    intervals hold it)."""
+    return sum(hi - lo for lo, hi in union(iv))
 
 
 def overlap(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> float:
     """Seconds that the union of intervals ``a`` shares with that of ``b``."""
-
-    def union(iv: list[tuple[float, float]]) -> list[tuple[float, float]]:
-        out: list[tuple[float, float]] = []
-        for lo, hi in sorted(iv):
-            if out and lo <= out[-1][1]:
-                out[-1] = (out[-1][0], max(out[-1][1], hi))
-            else:
-                out.append((lo, hi))
-        return out
-
     total, ub = 0.0, union(b)
     for lo, hi in union(a):
         for blo, bhi in ub:
@@ -213,9 +302,7 @@ def switchovers(lab: Lab, report: dict[str, Any], probe_ms: float) -> None:
     rarps = rarp_times(work / "replies.pcap")
     report["switchover_text"] = text_lines(mine, {})[2:]
     report["switchovers"] = [s.to_dict() for s in mine]
-    migs = report["migrations"] + (
-        [report["postcopy"]] if "stop_unix_s" in report.get("postcopy", {}) else []
-    )
+    migs = report["migrations"] + [p for p in report.get("postcopy", []) if "stop_unix_s" in p]
     for m in migs:
         s = next(
             (x for x in mine if x.stop_unix_s and abs(x.stop_unix_s - m["stop_unix_s"]) < 0.05),
@@ -226,8 +313,8 @@ def switchovers(lab: Lab, report: dict[str, Any], probe_ms: float) -> None:
             None,
         )
         checks = m.setdefault("checks", {})
-        if m.get("kind") == "postcopy":
-            continue  # run without probes: no outage to split
+        if m.get("kind", "").startswith("postcopy"):
+            continue  # its probes (if any) are a client of their own
         if s is None or s.outage_ms is None:
             checks["switchover_found"] = False
             continue

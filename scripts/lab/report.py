@@ -147,11 +147,10 @@ def text_report(r: dict[str, Any]) -> str:
         f"pauses (longest {d['pause_max_ms']:.1f} ms), {d['cpu_pct']:.1f}% CPU",
         "",
     ]
-    if "postcopy" in r and "error" in r["postcopy"]:
-        p = r["postcopy"]
-        out += [f"postcopy FAILED: {p['error']}; guest oops in {p['guest_oops_in']}", ""]
-    elif "postcopy" in r:
-        p = r["postcopy"]
+    for n, p in enumerate(r.get("postcopy", []), start=1):
+        if "error" in p:
+            out += [f"{p['kind']} {n} FAILED: {p['error']}; guest oops in {p['guest_oops_in']}"]
+            continue
         t = p["trace"]
         pr = p.get("probes")
         seen = (
@@ -161,18 +160,25 @@ def text_report(r: dict[str, Any]) -> str:
             else "no probes"
         )
         out += [
-            f"postcopy ({seen}): {p['total_time_ms']} ms, STOP->RESUME "
-            f"{p['stop_to_resume_ms']} ms, {p['postcopy_requests']} page requests, integrity "
+            f"{p['kind']} {n} ({seen}): {p['total_time_ms']} ms, QEMU downtime "
+            f"{p['downtime_ms']} ms, STOP->RESUME {p['stop_to_resume_ms']} ms, "
+            f"{p['postcopy_requests']} page requests, integrity "
             f"{'OK' if p['mm_dirty_integrity_ok'] else 'FAILED'}",
             f"  vCPU blocked on pages: {p['postcopy_vcpu_blocktime_ms']} ms (QEMU's "
             f"postcopy-vcpu-blocktime), {t['vcpu_waited_ms']} ms (QEMU's trace: request -> page "
-            f"placed, {t['by_vcpu_threads']} of {t['page_requests']} requests by the vCPU thread)",
+            f"placed, {t['by_vcpu_threads']} of {t['page_requests']} requests by the vCPU thread; "
+            f"{t['faults_replaced']} faults replaced in QEMU 10.0's one-per-vCPU book, "
+            f"{t['replaced_waits_ms']} ms it could not count; {t['request_to_begin_ms']} ms "
+            "from the requests to its begin marks)",
             f"  mm_dirty paused {p['mm_dirty_paused_ms_in_postcopy']} ms "
             f"({p['mm_dirty_pauses_in_postcopy']} pauses >= 1 ms): {t['vcpu_waited_in_pauses_ms']}"
             f" ms of it the vCPU waiting for pages, {t['pauses_outside_waits_ms']} ms the vCPU "
             "running between faults without a dirtying step completing",
-            "",
         ]
+    if r.get("postcopy"):
+        done = sum(1 for p in r["postcopy"] if p["checks"].get("completed"))
+        ok = sum(1 for p in r["postcopy"] if p["checks"].get("integrity_ok"))
+        out += [f"postcopy: {done} of {len(r['postcopy'])} completed, {ok} with integrity OK", ""]
     if r.get("links"):
         out += [
             "mig_mon vm against QEMU on the same tbf-shaped link (Mbit/s; QEMU: the median of "

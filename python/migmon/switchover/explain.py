@@ -263,7 +263,14 @@ def _one(
         )
     points.sort(key=lambda p: p[0])
     order = [b.key for b in BOUNDARIES]
-    seen = [p[1] for p in points]
+    # The guest runs until its vCPUs are stopped: a last reply between
+    # QEMU's stop and that is in order.
+    halted = found.get("vm_stopped")
+    seen = [
+        p[1]
+        for p in points
+        if not (p[1] == "last_reply" and halted is not None and p[0] <= halted.t)
+    ]
     if seen != sorted(seen, key=order.index):
         notes.append(
             "out of QEMU's order: "
@@ -282,8 +289,11 @@ def _one(
         unexplained = max(0.0, after - res) + max(0.0, before - res)
     checks: dict[str, bool] = {}
     if outage is not None and stop_t is not None:
+        # Against the vCPUs' stop where the trace has it (the guest answers
+        # until then: seen under TCG, a reply 0.3 ms after QEMU's stop).
+        halted_t = halted.t if halted is not None else stop_t
         checks["stop_after_last_reply"] = (
-            stop_t >= outage.last_s - _error(outage.source, clocks) / 1e3
+            halted_t >= outage.last_s - _error(outage.source, clocks) / 1e3
         )
     if outage is not None and resume_t is not None:
         checks["resume_before_first_reply"] = (
