@@ -276,9 +276,13 @@ pub mod de {
         }
 
         fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-            T::from_f64(v)
-                .map(Some)
-                .ok_or_else(|| E::custom(format!("expected {}, not {v}", Expect(self.want))))
+            T::from_f64(v).map(Some).ok_or_else(|| {
+                E::custom(format!(
+                    "expected {}, not the float {}",
+                    Expect(self.want),
+                    float_text(v)
+                ))
+            })
         }
 
         fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
@@ -292,6 +296,16 @@ pub mod de {
                 "expected {}, not '{v}'",
                 Expect(self.want)
             )))
+        }
+    }
+
+    /// A float as Python writes it: 2.0 and 1000.0, not 2 and 1000 (which
+    /// would read as the whole numbers they were refused for being).
+    fn float_text(v: f64) -> String {
+        if v.is_finite() && v.fract() == 0.0 && v.abs() < 1e16 {
+            format!("{v:.1}")
+        } else {
+            format!("{v}")
         }
     }
 

@@ -59,6 +59,9 @@ RUNS = [
             "@property\n    def port(self) -> int: ...",
             "@property\n    def address(self) -> str: ...",
             '@property\n    def active(self) -> int:\n        """Sessions running now."""',
+            "@property\n    def max_connections(self) -> int:\n"
+            '        """Connections served at once: max_connections, or fewer where the '
+            'descriptor limit allows fewer (5 each)."""',
         ],
     ),
     (

@@ -144,6 +144,18 @@ def wait_udp_echo(port: int, host: str = "127.0.0.1", timeout: float = 20.0) -> 
     raise AssertionError(f"no echo server on {host}:{port}")
 
 
+def wait_tcp(port: int, host: str = "127.0.0.1", timeout: float = 20) -> None:
+    """Until something accepts TCP connections on the port."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"nothing listens on {host}:{port}")
+
+
 @pytest.fixture
 def echo_proc() -> Iterator[tuple[subprocess.Popen[str], int]]:
     """A real ``mig_mon server_rr`` in its own process (so it can be stopped)."""

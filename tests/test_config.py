@@ -18,7 +18,10 @@ from migmon import ConfigError, DirtyConfig, ProbeConfig, VmSourceConfig
         ({"size_mb": True}, "size_mb: expected"),
         ({"size_mb": -1}, "size_mb: must not be negative"),
         ({"size_mb": 2**64}, "size_mb:"),
-        ({"threads": 1.5}, "threads: expected a whole number"),
+        ({"threads": 1.5}, "threads: expected a whole number, not the float 1.5$"),
+        # A float that is whole is still a float, and said as one (was "not 2").
+        ({"threads": 2.0}, "threads: expected a whole number, not the float 2.0$"),
+        ({"size_mb": 1e3}, "size_mb: expected a size .*, not the float 1000.0$"),
         ({"threads": 0}, "^threads: must be between"),
         ({"threads": 10_000}, "^threads: must be between"),
         ({"interval_s": float("inf")}, "interval"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -161,3 +162,30 @@ def test_timestamped_text_still_parses(tmp_path: Path) -> None:
     assert all(line.startswith("[20") for line in p.stdout.splitlines() if line)
     series = parse_text(p.stdout)
     assert series.kind == "dirty" and len(series.x) == 3
+
+
+def test_details_table_names_each_figure_once_in_its_unit() -> None:
+    """--details: no name twice (cpu_pct and cpu_s were both "cpu"), small
+    byte counts in B/KiB (3600 was "0.0 MiB"), Unix times as wall-clock
+    dates (not "1,796,030,368.754 s"), and every line stamped under
+    --timestamps."""
+    from conftest import run_cli
+    from migmon.output import summary_rows
+
+    rows = dict(
+        summary_rows(
+            {"cpu_pct": 3.2, "cpu_s": 1.5, "bytes": 3600, "start_unix_s": 1.7e9, "rate_mb_s": 5}
+        )
+    )
+    assert rows["cpu (%)"] == "3.20 %" and rows["cpu (s)"] == "1.500 s"
+    assert rows["bytes"] == "3.5 KiB"
+    assert re.fullmatch(r"20\d\d-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}", rows["start (wall clock)"])
+    assert rows["rate"] == "5.0 MB/s"
+    p = run_cli("mm_dirty", "-m", "32", "-r", "100", "--duration", "1", "--details", "--timestamps")
+    assert p.returncode == 0, p.stderr
+    out = p.stdout.splitlines()
+    title = next(i for i, line in enumerate(out) if "mm_dirty summary" in line)
+    lines = [line for line in out[title:] if line.strip()]
+    assert len(lines) > 5 and all(line.startswith("[20") for line in lines), lines
+    names = [line.split("│")[1].strip() for line in lines if line.count("│") == 3]
+    assert len(names) == len(set(names)) > 5, names

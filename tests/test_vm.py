@@ -29,22 +29,12 @@ from conftest import (
     popen_cli,
     run_cli,
     veth_pair,
+    wait_tcp,
 )
 from migmon import VmDestination
 
 HDR = struct.Struct("<QQ")
 PAGE = 4096
-
-
-def wait_tcp(port: int, host: str = "127.0.0.1", timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((host, port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"nothing listens on {host}:{port}")
 
 
 @pytest.fixture

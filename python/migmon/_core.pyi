@@ -179,7 +179,7 @@ class ClientSummary:
         """Probes that came after a later one."""
     @property
     def restarts(self) -> int:
-        """Times the sequence numbers jumped further than the time allows (a restarted client, or datagrams that only look like ours): counted apart, the sequence is followed from there, nothing counted lost."""
+        """Times the sequence numbers jumped further than the sender's own clock allows (a restarted client, or datagrams that only look like ours): counted apart, the sequence is followed from there, nothing counted lost."""
     @property
     def last_seen_unix_s(self) -> float:
         """Wall-clock time of the client's latest datagram (Unix seconds)."""
@@ -939,6 +939,9 @@ class VmDestination(_Run[VmDestinationConfig, VmConnected | VmPostcopy | VmDstSa
     @property
     def active(self) -> int:
         """Sessions running now."""
+    @property
+    def max_connections(self) -> int:
+        """Connections served at once: max_connections, or fewer where the descriptor limit allows fewer (5 each)."""
 
 @final
 class EchoServer(_Run[EchoServerConfig, NewClient, EchoStats]):

@@ -42,6 +42,7 @@ impl<'a> Kernel<'a> {
             verify,
             latency,
             rate_steps: None,
+            phase: 0.0,
             pace_s: 0.001,
             pause_threshold: Duration::from_millis(10),
             seed: 0x1234_5678,

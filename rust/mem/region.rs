@@ -187,6 +187,49 @@ fn read_u64(path: &str) -> Option<u64> {
     fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
+/// The room this process's memory cgroups leave (the tightest of its
+/// group and their parents: limit less usage), in bytes, and that group's
+/// path; None without a limit. cgroup v2 (`memory.max`,
+/// `memory.current`) or v1 (`memory.limit_in_bytes`, `memory.usage_in_bytes`).
+pub fn cgroup_room() -> Option<(u64, String)> {
+    let own = fs::read_to_string("/proc/self/cgroup").ok()?;
+    let mut best: Option<(u64, String)> = None;
+    for line in own.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        let (root, limit_f, usage_f) = if controllers.split(',').any(|c| c == "memory") {
+            (
+                "/sys/fs/cgroup/memory",
+                "memory.limit_in_bytes",
+                "memory.usage_in_bytes",
+            )
+        } else if controllers.is_empty() {
+            ("/sys/fs/cgroup", "memory.max", "memory.current")
+        } else {
+            continue;
+        };
+        let mut dir = std::path::PathBuf::from(format!("{root}{path}"));
+        loop {
+            let limit = read_u64(&format!("{}/{limit_f}", dir.display()));
+            let usage = read_u64(&format!("{}/{usage_f}", dir.display()));
+            // v1 says "no limit" as a huge number, v2 as "max" (no number).
+            if let (Some(limit), Some(usage)) = (limit, usage) {
+                if limit < 1 << 60 {
+                    let room = limit.saturating_sub(usage);
+                    if best.as_ref().is_none_or(|(b, _)| room < *b) {
+                        let shown = dir.strip_prefix(root).unwrap_or(&dir).display().to_string();
+                        best = Some((room, if shown.is_empty() { "/".into() } else { shown }));
+                    }
+                }
+            }
+            if dir.as_os_str().len() <= root.len() || !dir.pop() {
+                break;
+            }
+        }
+    }
+    best
+}
+
 /// MemAvailable from /proc/meminfo, in bytes.
 pub fn mem_available() -> Option<u64> {
     let text = fs::read_to_string("/proc/meminfo").ok()?;
@@ -256,6 +299,20 @@ fn check_available(len: u64, page_size: PageSize, force: bool) -> Result<()> {
                             "{} MB requested but only {} MB of memory is available",
                             len >> 20,
                             avail >> 20
+                        ),
+                        "force",
+                    ));
+                }
+            }
+            // A memory cgroup's limit kills the process when reached (the
+            // OOM killer: no message, no summary); say so before.
+            if let Some((room, group)) = cgroup_room() {
+                if len > room {
+                    return Err(Error::resource_check(
+                        format!(
+                            "{} MB requested but the memory cgroup {group} leaves room for {} MB",
+                            len >> 20,
+                            room >> 20
                         ),
                         "force",
                     ));

@@ -171,6 +171,7 @@ fn run(
                     verify: cfg.verify,
                     latency: cfg.record_latency,
                     rate_steps,
+                    phase: i as f64 / threads as f64,
                     pace_s: cfg.pace_ms / 1000.0,
                     pause_threshold: Duration::from_secs_f64(cfg.pause_ms / 1000.0),
                     seed: seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),

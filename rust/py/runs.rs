@@ -359,6 +359,14 @@ run_class!(
         fn active(&self) -> usize {
             self.inner.active()
         }
+
+        /// Connections served at once: the configuration's
+        /// max_connections, or fewer where the descriptor limit (raised to
+        /// its hard limit) allows fewer, at 5 per connection.
+        #[getter]
+        fn max_connections(&self) -> usize {
+            self.inner.max_connections()
+        }
     }
 );
 

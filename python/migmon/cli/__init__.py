@@ -25,6 +25,7 @@ from migmon.cli._common import (
     EXIT_INTERRUPTED,
     EXIT_USAGE,
     fail_line,
+    output_done,
 )
 from migmon.errors import ConfigError, CorruptionError, MigmonError
 
@@ -180,6 +181,13 @@ def _plain_arguments(cmd: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``mig_mon`` script; returns the exit code."""
+    try:
+        return _main(argv)
+    finally:
+        output_done()
+
+
+def _main(argv: list[str] | None) -> int:
     args = sys.argv[1:] if argv is None else argv
     names = {c[0] for c in _COMMANDS}
     only = args[0] if args and args[0] in names else None
@@ -211,6 +219,13 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BROKEN_PIPE
     except OSError as e:
         fail_line(str(e))
+        return EXIT_FAILURE
+    except RuntimeError as e:
+        # Python's own threads (the metrics server, the QMP recorder) under
+        # a thread or address-space limit: the machine's, not a bug.
+        if "can't start new thread" not in str(e):
+            return _internal(e)
+        fail_line(f"cannot start a thread ({e}): a limit on threads or memory?")
         return EXIT_FAILURE
     except Exception as e:
         # The parser's own usage errors (typer vendors click, so match by

@@ -232,11 +232,72 @@ def drive(
             run.stop()
         raise
     ignore_signals()
+    output_deadline()
     run.request_stop()
     # Iterating a stopping run yields what is left and ends with the run.
     for item in run:
         on_item(item)
     return run.stop()
+
+
+#: How long stdout or stderr may stay full while the command winds up: a
+#: reader that stopped reading (a stalled pipe) must not keep the process
+#: alive with its signals ignored.
+OUTPUT_DEADLINE_S = 10.0
+_watchdogs: list[Any] = []
+
+
+def output_deadline(seconds: float = OUTPUT_DEADLINE_S) -> None:
+    """From now (the command winds up, its signals ignored): when stdout or
+    stderr takes nothing for ``seconds`` (a pipe that stays full: its
+    reader stopped reading), say so on stderr if it can and exit 1. A slow
+    reader, or the command's own work meanwhile (a final check of a large
+    region), does not count. Called off by :func:`output_done`."""
+    import select
+    import threading
+    import time
+
+    done = threading.Event()
+
+    def full() -> bool:
+        for fd in (1, 2):
+            try:
+                _, writable, _ = select.select([], [fd], [], 0)
+            except (OSError, ValueError):
+                continue  # closed: nothing waits on it
+            if not writable:
+                return True
+        return False
+
+    def watch() -> None:
+        since: float | None = None
+        while not done.wait(0.25):
+            if not full():
+                since = None
+                continue
+            now = time.monotonic()
+            since = now if since is None else since
+            if now - since >= seconds:
+                with contextlib.suppress(OSError):
+                    os.set_blocking(2, False)
+                    os.write(
+                        2,
+                        b"mig_mon: the output was not read for "
+                        + f"{seconds:g} s (a stalled reader): exiting\n".encode(),
+                    )
+                os._exit(EXIT_FAILURE)
+
+    try:
+        threading.Thread(target=watch, name="output-deadline", daemon=True).start()
+    except RuntimeError:
+        return  # no thread to spare (a thread or memory limit): no guard
+    _watchdogs.append(done)
+
+
+def output_done() -> None:
+    """The command returned: no deadline applies any more."""
+    while _watchdogs:
+        _watchdogs.pop().set()
 
 
 #: The options of :class:`Show`, by field (each command's help ends with them).

@@ -139,6 +139,15 @@ def _run_dst(cfg: VmDestinationConfig, show: Show) -> int:
     with quiet_broken_pipe(), serving(show.metrics, show.metrics_linger) as exporter:
         say("Start emulation of dst VM.", out)
         d = VmDestination(cfg)
+        if d.max_connections < cfg.max_connections:
+            import resource
+
+            limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+            fail_line(
+                f"--max-connections {cfg.max_connections}: the descriptor limit ({limit}, "
+                f"ulimit -n) allows {d.max_connections} connections at 5 descriptors each; "
+                "serving that many"
+            )
         metrics = exporter.attach(VmDstMetrics(d)) if exporter else None
         if json_out:
             emit_config("vm", cfg, role="dst", version=__version__, address=d.address)

@@ -143,12 +143,35 @@ def emit_config(tool: str, config: _Result | None = None, **extra: Any) -> None:
     emit_json(obj)
 
 
+#: Unit suffixes of the JSON keys, longest first, with the word a table says.
+_UNITS = (
+    ("_unix_s", ""),
+    ("_mb_s", "MB/s"),
+    ("_bytes", ""),
+    ("_ns", ""),
+    ("_ms", "ms"),
+    ("_s", "s"),
+    ("_pct", "%"),
+)
+
+
+def _bytes(v: float) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if abs(v) >= size:
+            return f"{v / size:,.1f} {unit}"
+    return f"{v:,.0f} B"
+
+
 def human(name: str, v: Any) -> str:
     """One figure in the unit a person reads, from its key's unit suffix."""
     if v is None:
         return "-"
     if isinstance(v, bool) or not isinstance(v, int | float):
         return str(v)
+    if name == "unix_s" or name.endswith("_unix_s"):
+        import datetime
+
+        return datetime.datetime.fromtimestamp(v).strftime("%Y-%m-%d %H:%M:%S.%f")
     if name.endswith("_ns"):
         if v >= 1_000_000:
             return f"{v / 1e6:,.3f} ms"
@@ -162,14 +185,15 @@ def human(name: str, v: Any) -> str:
     if name.endswith("_pct"):
         return f"{v:.2f} %"
     if name == "bytes" or name.endswith("_bytes"):
-        return f"{v / (1 << 20):,.1f} MiB"
+        return _bytes(v)
     return f"{v:,}" if isinstance(v, int) else f"{v:,.3f}"
 
 
 def summary_rows(summary: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
     """The figures of a JSON summary as (name, value) rows in human units;
     nested objects (percentiles) flatten to ``latency.p99``; lists are left
-    out (the events have their own table)."""
+    out (the events have their own table). A name keeps what its unit said
+    where two would read alike (``cpu (%)``, ``cpu (s)``)."""
     rows: list[tuple[str, str]] = []
     for k, v in summary.items():
         # The buckets have their own table (the original's histogram).
@@ -179,13 +203,29 @@ def summary_rows(summary: dict[str, Any], prefix: str = "") -> list[tuple[str, s
         if isinstance(v, dict):
             rows += summary_rows(v, prefix=f"{name}.")
         else:
-            label = name
-            for unit in ("_mb_s", "_ns", "_ms", "_s", "_pct"):
-                if label.endswith(unit):
-                    label = label.removesuffix(unit)
-                    break
-            rows.append((label, human(k, v)))
-    return rows
+            rows.append((name, human(k, v)))
+    bare = [_bare(name) for name, _ in rows]
+    return [
+        (b if bare.count(b) == 1 else _with_unit(name), value)
+        for b, (name, value) in zip(bare, rows, strict=True)
+    ]
+
+
+def _bare(name: str) -> str:
+    """A key without its unit suffix (the value says the unit)."""
+    if name.rpartition(".")[2] == "unix_s":
+        return name.removesuffix("unix_s") + "wall clock"
+    for suffix, _ in _UNITS:
+        if name.endswith(suffix) and name != suffix.lstrip("_"):
+            return name.removesuffix(suffix) + (" (wall clock)" if suffix == "_unix_s" else "")
+    return name
+
+
+def _with_unit(name: str) -> str:
+    for suffix, word in _UNITS:
+        if name.endswith(suffix) and word:
+            return f"{name.removesuffix(suffix)} ({word})"
+    return name
 
 
 def print_summary(
@@ -199,6 +239,8 @@ def print_summary(
     out.flush()
     if not details:
         return
+    import io
+
     from rich.console import Console
     from rich.table import Table
 
@@ -207,4 +249,9 @@ def print_summary(
     table.add_column("value", justify="right")
     for name, value in summary_rows(summary):
         table.add_row(name, value)
-    Console(file=out, width=100).print(table)
+    # Drawn apart, so that with --timestamps every line carries its stamp.
+    drawn = io.StringIO()
+    Console(file=drawn, width=100, force_terminal=out.isatty()).print(table)
+    for line in drawn.getvalue().splitlines():
+        out.write(stamp() + line + "\n")
+    out.flush()

@@ -93,10 +93,13 @@ const MAX_RETIRED: usize = 4096;
 /// again: a flood cannot keep the server from stopping.
 const BATCH: usize = 256;
 /// The fastest a client may probe (mig_mon's minimum interval): a sequence
-/// number further ahead than the time since the last probe allows, or far
-/// behind, is a restarted or foreign sequence, not loss.
+/// number further ahead than the sender's own clock allows since its last
+/// probe, or far behind, is a restarted or foreign sequence, not loss.
 const MIN_PROBE_NS: u64 = 10_000;
-/// Slack on that, and how far back a late probe may be.
+/// Probes a jump may skip beyond what the sender's clock allows (its
+/// pacing's jitter).
+const AHEAD_SLACK: u64 = 2;
+/// How far back a late probe may be.
 const SEQ_SLACK: u64 = 4096;
 /// The baseline rule's threshold is never below this: a server does not
 /// know the client's interval, and gaps under a millisecond are the
@@ -128,8 +131,9 @@ crate::pydata! {
         pub lost: u64,
         /// Probes that came after a later one.
         pub reordered: u64,
-        /// Times the sequence numbers jumped further than the time allows (a
-        /// restarted client, or datagrams that only look like ours): counted
+        /// Times the sequence numbers jumped further than the sender's own
+        /// clock allows (a restarted client, or datagrams that only look
+        /// like ours): counted
         /// apart, the sequence is followed from there, nothing counted lost.
         pub restarts: u64,
         /// Wall-clock time of the client's latest datagram (Unix seconds).
@@ -173,6 +177,8 @@ struct Epoch {
     first: u64,
     max: u64,
     probes: u64,
+    /// The sender's clock on the probe `max`.
+    max_sent_ns: u64,
 }
 
 impl Epoch {
@@ -189,6 +195,9 @@ struct Client {
     probes: u64,
     seq: Option<Epoch>,
     lost_before: u64,
+    /// The client's interval, learned from its own clock over nearly
+    /// consecutive probes.
+    interval_ns: Option<u64>,
     restarts: u64,
     reordered: u64,
     gaps: GapDetector,
@@ -204,6 +213,7 @@ impl Client {
             probes: 0,
             seq: None,
             lost_before: 0,
+            interval_ns: None,
             restarts: 0,
             reordered: 0,
             gaps: GapDetector::for_unknown_interval(fixed, THRESHOLD_FLOOR_NS),
@@ -214,23 +224,37 @@ impl Client {
     }
 
     /// Follows the sequence; returns how many probes the new one skips
-    /// over (0 for a late, restarted or foreign one).
-    fn sequence(&mut self, seq: u64, now: u64) -> u64 {
+    /// over (0 for a late, restarted or foreign one). A jump ahead is loss
+    /// only as far as the sender's own clock (`sent_ns`) allows: its
+    /// interval (learned, never below mig_mon's fastest) times the probes
+    /// skipped must fit in the time between the two probes' sending.
+    fn sequence(&mut self, seq: u64, sent_ns: u64) -> u64 {
         self.probes += 1;
+        let fresh = Epoch {
+            first: seq,
+            max: seq,
+            probes: 1,
+            max_sent_ns: sent_ns,
+        };
         let Some(e) = self.seq.as_mut() else {
-            self.seq = Some(Epoch {
-                first: seq,
-                max: seq,
-                probes: 1,
-            });
+            self.seq = Some(fresh);
             return 0;
         };
-        let ahead = now.saturating_sub(self.last_seen_ns) / MIN_PROBE_NS + SEQ_SLACK;
-        if seq > e.max && seq - e.max <= ahead {
-            let skipped = seq - e.max - 1;
+        let per = self
+            .interval_ns
+            .map_or(MIN_PROBE_NS, |i| (i / 2).max(MIN_PROBE_NS));
+        let sent = sent_ns.checked_sub(e.max_sent_ns);
+        if seq > e.max && sent.is_some_and(|d| seq - e.max <= d / per + AHEAD_SLACK) {
+            let step = seq - e.max;
+            let d = sent.unwrap_or(0);
+            if step <= 4 && d / step >= MIN_PROBE_NS {
+                let i = d / step;
+                self.interval_ns = Some(self.interval_ns.map_or(i, |o| o.min(i)));
+            }
             e.max = seq;
+            e.max_sent_ns = sent_ns;
             e.probes += 1;
-            skipped
+            step - 1
         } else if seq <= e.max && e.max - seq <= SEQ_SLACK {
             // Late: within the run, or just before its first probe.
             self.reordered += 1;
@@ -240,11 +264,7 @@ impl Client {
         } else {
             self.restarts += 1;
             self.lost_before += e.lost();
-            *e = Epoch {
-                first: seq,
-                max: seq,
-                probes: 1,
-            };
+            *e = fresh;
             0
         }
     }
@@ -418,7 +438,7 @@ fn serve(
                     .or_insert_with(|| Client::new(fixed, now));
                 c.packets += 1;
                 // Probes skipped over, for the event this arrival may end.
-                let missed = probe.map_or(0, |p| c.sequence(p.seq, now));
+                let missed = probe.map_or(0, |p| c.sequence(p.seq, p.sent_ns));
                 c.last_seen_ns = now;
                 match c.gaps.arrive(now) {
                     Arrival::Baseline {

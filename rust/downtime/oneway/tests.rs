@@ -14,7 +14,8 @@ fn measures_each_client_on_its_own() {
     let b = UdpSocket::bind("127.0.0.1:0").unwrap();
     for seq in 0..30u64 {
         if !(10..20).contains(&seq) {
-            a.send_to(&Probe { seq, sent_ns: 0 }.encode(), srv.local_addr())
+            let sent_ns = seq * 5_000_000;
+            a.send_to(&Probe { seq, sent_ns }.encode(), srv.local_addr())
                 .unwrap();
         }
         b.send_to(b"echo", srv.local_addr()).unwrap();
@@ -64,6 +65,33 @@ fn far_sequence_numbers_are_restarts_not_loss() {
     assert_eq!((s.restarts, s.reordered), (3, 1));
     assert_eq!(s.lost, 1 + 3);
     assert_eq!(s.probes, 9);
+}
+
+#[test]
+fn jumping_sequence_numbers_are_not_counted_lost() {
+    // 38 probes a millisecond apart on the sender's clock whose numbers
+    // jump by about 1,770 each (65,446 counted lost before): no sender can
+    // have sent those in between.
+    let mut c = Client::new(None, 0);
+    let mut missed = 0;
+    for i in 0..38u64 {
+        missed += c.sequence(i * 1_770 + i % 3, i * 1_000_000);
+    }
+    let s = c.summary(test_peer());
+    assert_eq!((missed, s.lost, s.restarts), (0, 0, 37));
+    // A client probing every 10 ms whose probes 20..119 were lost in a
+    // 1 s outage: 100 lost, as its clock allows.
+    let mut c = Client::new(None, 0);
+    let mut missed = 0;
+    for seq in (0..20u64).chain(120..130) {
+        missed += c.sequence(seq, seq * 10_000_000);
+    }
+    let s = c.summary(test_peer());
+    assert_eq!((missed, s.lost, s.restarts), (100, 100, 0));
+    // Its interval learned, a jump of 100 in 0.3 s of its clock is not
+    // loss (it cannot have sent 100 in that time).
+    assert_eq!(c.sequence(229, 129 * 10_000_000 + 300_000_000), 0);
+    assert_eq!(c.summary(test_peer()).restarts, 1);
 }
 
 fn test_peer() -> SocketAddr {

@@ -121,7 +121,7 @@ pub(super) fn serve_connection(
         Opening::Gone => {}
         Opening::Reject(why) => reject(why),
         Opening::Original => {
-            let s = new_session(shared, peer, shared.vm_pages, 0, &stream, None);
+            let s = new_session(shared, peer, (shared.vm_pages, 0, 0), &stream, None);
             connected(ctx, &s, false);
             run_main(&s, &mut r, shared, ctx);
         }
@@ -132,8 +132,7 @@ pub(super) fn serve_connection(
             let s = new_session(
                 shared,
                 peer,
-                hello.vm_pages,
-                hello.flags,
+                (hello.vm_pages, hello.flags, hello.channels),
                 &stream,
                 Some(hello.session),
             );
@@ -146,12 +145,21 @@ pub(super) fn serve_connection(
             connected(ctx, &s, true);
             run_main(&s, &mut r, shared, ctx);
         }
-        Opening::Channel { session, kind, .. } => {
+        Opening::Channel {
+            session,
+            kind,
+            index,
+        } => {
             let found = lock(&shared.reg.by_token).get(&session).cloned();
             let Some(s) = found else {
                 return reject(format!("channel for unknown session {session:#x}"));
             };
+            // What joins is held to what HELLO announced.
+            if let Err(why) = s.admit(kind, index) {
+                return reject(format!("session {}: {why}", s.id));
+            }
             s.add_conn(&stream);
+            s.enter();
             if s.is_ended() {
                 let _ = stream.shutdown(Shutdown::Both);
                 return;
@@ -163,18 +171,18 @@ pub(super) fn serve_connection(
                 s.set_preempt(writer(&stream));
                 s.run_pages(&mut r, None)
             };
-            if let Err(e) = result {
-                if !shared.stop.is_set() && !s.is_ended() {
-                    // A source ends by closing every connection, a channel
-                    // first as often as not: that is the normal end.
-                    let why = reason(&e);
-                    let why = if is_normal_end(&why) {
-                        why
-                    } else {
-                        format!("channel from {peer}: {why}")
-                    };
+            if shared.stop.is_set() || s.is_ended() {
+                return;
+            }
+            // A source ends by closing every connection, a channel first as
+            // often as not: that is the normal end.
+            let why = result.map_or_else(|e| reason(&e), |()| NORMAL_END.into());
+            if is_normal_end(&why) {
+                if let Some(why) = s.leave(why) {
                     finish(shared, ctx, &s, why);
                 }
+            } else {
+                finish(shared, ctx, &s, format!("channel from {peer}: {why}"));
             }
         }
     }
@@ -201,11 +209,13 @@ pub(super) fn connected(ctx: &Ctx<DstMessage>, s: &Session, extended: bool) {
     }));
 }
 
+/// A session for a new main connection: `(vm_pages, flags, channels)`
+/// as HELLO announced them (the original protocol: the destination's size,
+/// 0, 0).
 pub(super) fn new_session(
     shared: &Shared,
     peer: SocketAddr,
-    vm_pages: u64,
-    flags: u32,
+    (vm_pages, flags, channels): (u64, u32, u32),
     stream: &TcpStream,
     token: Option<u64>,
 ) -> Arc<Session> {
@@ -215,9 +225,11 @@ pub(super) fn new_session(
         peer.to_string(),
         vm_pages,
         flags,
+        channels,
         writer(stream),
     ));
     s.add_conn(stream);
+    s.enter();
     lock(&shared.reg.sessions).insert(id, s.clone());
     if let Some(t) = token {
         lock(&shared.reg.by_token).insert(t, s.clone());
@@ -256,5 +268,13 @@ pub(super) fn run_main<R: std::io::Read>(
         Err(e) => reason(&e),
         Ok(()) => NORMAL_END.into(),
     };
+    // A normal end waits for the session's other connections to bring
+    // what they still carry (the source closes them all).
+    if is_normal_end(&why) && !s.is_ended() {
+        if let Some(why) = s.leave(why) {
+            finish(shared, ctx, s, why);
+        }
+        return;
+    }
     finish(shared, ctx, s, why);
 }

@@ -7,6 +7,7 @@
 use std::io::Read;
 
 use crate::vm::frame::FrameReader;
+use crate::vm::src::{MAX_CHANNELS, MAX_VM_PAGES};
 use crate::vm::wire::*;
 
 /// What a new connection turned out to be.
@@ -46,8 +47,22 @@ pub fn read_opening<R: Read>(r: &mut FrameReader<R>) -> Opening {
                 Err(e) => return Opening::Reject(format!("incomplete HELLO: {e}")),
             };
             r.consume(HELLO_LEN);
-            if hello.version != EXT_VERSION || hello.vm_pages == 0 {
+            if hello.version != EXT_VERSION {
                 return Opening::Reject(format!("unsupported HELLO {hello:?}"));
+            }
+            // What a source can announce (its own checks): a guest of 1 GB
+            // to 2^34 GB, at most MAX_CHANNELS channels.
+            if hello.vm_pages == 0 || hello.vm_pages >= MAX_VM_PAGES {
+                return Opening::Reject(format!(
+                    "HELLO announced a guest of {} pages (1 GB to 2^34 GB is 2^18 to 2^52)",
+                    hello.vm_pages
+                ));
+            }
+            if hello.channels > MAX_CHANNELS {
+                return Opening::Reject(format!(
+                    "HELLO announced {} multifd channels (at most {MAX_CHANNELS})",
+                    hello.channels
+                ));
             }
             Opening::Hello(hello)
         }
@@ -127,6 +142,36 @@ mod tests {
             .encode(),
         );
         assert!(matches!(open(bad).0, Opening::Reject(r) if r.contains("unsupported")));
+        for (bad, what) in [
+            (
+                Hello {
+                    vm_pages: u64::MAX,
+                    ..hello()
+                },
+                "pages",
+            ),
+            (
+                Hello {
+                    vm_pages: 0,
+                    ..hello()
+                },
+                "pages",
+            ),
+            (
+                Hello {
+                    channels: 65,
+                    ..hello()
+                },
+                "at most 64",
+            ),
+        ] {
+            let mut b = header(MAGIC_HELLO, HELLO_ARG).to_vec();
+            b.extend_from_slice(&bad.encode());
+            assert!(
+                matches!(open(b).0, Opening::Reject(r) if r.contains(what)),
+                "{bad:?}"
+            );
+        }
         let short = header(MAGIC_HELLO, HELLO_ARG).to_vec();
         assert!(matches!(open(short).0, Opening::Reject(r) if r.contains("incomplete HELLO")));
         // A stray 0x126 without the "mm" argument is just a bad magic.

@@ -96,10 +96,11 @@ impl VmDestination {
         listener
             .set_nonblocking(true)
             .map_err(|e| Error::network("making the listener non-blocking", e))?;
+        let max_connections = fd_capacity(cfg.max_connections as usize);
         let shared = Arc::new(Shared {
             stop: StopFlag::new(),
             vm_pages: vm_pages(cfg.vm_size_gb)?,
-            max_connections: cfg.max_connections as usize,
+            max_connections,
             idle_timeout: units::seconds("idle_timeout_s", cfg.idle_timeout_s)?,
             reg: Registry::default(),
             open_conns: Mutex::new(HashMap::new()),
@@ -121,6 +122,12 @@ impl VmDestination {
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    /// Connections served at once: the configured maximum, or fewer where
+    /// the descriptor limit allows fewer (see [`fd_capacity`]).
+    pub fn max_connections(&self) -> usize {
+        self.shared.max_connections
     }
 
     /// Sessions running now.
@@ -291,6 +298,49 @@ fn accept_loop(
     shared.stop.stop();
 }
 
+/// Descriptors one connection may hold: its socket, the session's copy to
+/// close it by, the page-request writer's, and the opening deadline's.
+pub const FDS_PER_CONNECTION: usize = 5;
+/// Descriptors kept beside those open at start (the reserve, a metrics
+/// scrape, a log file).
+const FDS_SPARE: usize = 8;
+
+/// How many connections the descriptor limit allows, up to `wanted`:
+/// the soft limit is raised to the hard one first (as servers do).
+/// Fewer than `wanted` means the limit would have refused connections
+/// mid-session ("out of file descriptors") before `max_connections`.
+pub fn fd_capacity(wanted: usize) -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write the struct given only.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return wanted;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim = raised;
+            }
+        }
+    }
+    let limit = usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX);
+    // Those open now: the interpreter's, stdio, the listener.
+    let open = std::fs::read_dir("/proc/self/fd").map_or(32, |d| d.count());
+    wanted
+        .min(limit.saturating_sub(open + FDS_SPARE) / FDS_PER_CONNECTION)
+        .max(1)
+}
+
+/// How long a session's other connections may go on bringing nothing after
+/// one of them ended normally.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Ends the sessions that brought less than a page in the idle timeout: a
 /// source that stalls, or trickles a byte a second, must not hold its
 /// connections (and --max-connections slots) for ever.
@@ -298,6 +348,14 @@ fn close_idle_sessions(shared: &Shared, ctx: &Ctx<DstMessage>) {
     let now = Instant::now();
     let sessions: Vec<_> = lock(&shared.reg.sessions).values().cloned().collect();
     for s in sessions {
+        // One connection ended normally and the others have brought
+        // nothing since: the source is done with them too.
+        if let Some(why) = s.pending_end() {
+            if s.idle_for(now) >= DRAIN_TIMEOUT {
+                finish(shared, ctx, &s, why);
+                continue;
+            }
+        }
         if s.idle_for(now) >= shared.idle_timeout {
             let why = format!(
                 "idle: less than a page in {} s, closed",

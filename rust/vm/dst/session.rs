@@ -78,6 +78,12 @@ pub struct Session {
     bytes: AtomicU64,
     channels: AtomicU64,
     preempt: AtomicBool,
+    /// Multifd channels HELLO announced, and which of them joined.
+    joined: Mutex<Vec<bool>>,
+    /// Connections still serving the session.
+    live: AtomicU64,
+    /// A connection's normal end, kept until the last one ends.
+    normal_end: Mutex<Option<String>>,
     ended: AtomicBool,
     finished: AtomicBool,
     conns: Mutex<Vec<TcpStream>>,
@@ -116,6 +122,7 @@ impl Session {
         peer: String,
         vm_pages: u64,
         flags: u32,
+        announced: u32,
         writer: Option<RequestWriter>,
     ) -> Self {
         let now = Instant::now();
@@ -128,6 +135,9 @@ impl Session {
             bytes: AtomicU64::new(0),
             channels: AtomicU64::new(0),
             preempt: AtomicBool::new(false),
+            joined: Mutex::new(vec![false; announced as usize]),
+            live: AtomicU64::new(0),
+            normal_end: Mutex::new(None),
             ended: AtomicBool::new(false),
             finished: AtomicBool::new(false),
             conns: Mutex::new(Vec::new()),
@@ -192,6 +202,56 @@ impl Session {
     /// A multifd connection joined.
     pub fn add_channel(&self) {
         self.channels.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Checks an extra connection against what HELLO announced: a multifd
+    /// channel's index among those announced and not joined yet; a preempt
+    /// channel only with the preempt flag, and once.
+    pub fn admit(&self, kind: u64, index: u64) -> Result<(), String> {
+        if kind == CHANNEL_PREEMPT {
+            if self.flags & FLAG_PREEMPT == 0 {
+                return Err("a preempt channel, but HELLO announced no preempt".into());
+            }
+            if self.preempt.swap(true, Ordering::AcqRel) {
+                return Err("a second preempt channel".into());
+            }
+            return Ok(());
+        }
+        let mut joined = lock(&self.joined);
+        let n = joined.len();
+        match usize::try_from(index).ok().and_then(|i| joined.get_mut(i)) {
+            None => Err(format!(
+                "multifd channel {index}, but HELLO announced {n} channels"
+            )),
+            Some(true) => Err(format!("multifd channel {index} joined twice")),
+            Some(slot) => {
+                *slot = true;
+                Ok(())
+            }
+        }
+    }
+
+    /// A connection starts serving the session.
+    pub fn enter(&self) {
+        self.live.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// A connection ended normally (`why`): the session ends when the last
+    /// one has, so the others' bytes in flight are still counted. Returns
+    /// the end to report once this was the last.
+    pub fn leave(&self, why: String) -> Option<String> {
+        let mut end = lock(&self.normal_end);
+        end.get_or_insert(why);
+        if self.live.fetch_sub(1, Ordering::AcqRel) == 1 {
+            end.clone()
+        } else {
+            None
+        }
+    }
+
+    /// The normal end a connection reported while others still ran.
+    pub fn pending_end(&self) -> Option<String> {
+        lock(&self.normal_end).clone()
     }
 
     /// The preempt connection joined; unless the source keeps requests on
@@ -368,7 +428,7 @@ mod tests {
 
     #[test]
     fn pages_count_and_eof_ends_the_stream() {
-        let s = Session::new(0, "x".into(), 16, 0, None);
+        let s = Session::new(0, "x".into(), 16, 0, 0, None);
         let mut b = page(1);
         b.extend(page(2));
         let e = s.run_pages(&mut reader(b), None).unwrap_err();
@@ -382,7 +442,7 @@ mod tests {
     #[test]
     fn handshake_starts_requests_and_the_answer_is_timed() {
         let sink = Sink::default();
-        let s = Session::new(0, "x".into(), 1 << 20, 0, Some(Box::new(sink.clone())));
+        let s = Session::new(0, "x".into(), 1 << 20, 0, 0, Some(Box::new(sink.clone())));
         let calls = AtomicU64::new(0);
         let announce = || {
             calls.fetch_add(1, Ordering::Relaxed);
@@ -406,7 +466,7 @@ mod tests {
 
     #[test]
     fn bad_frames_end_the_session_with_a_reason() {
-        let s = Session::new(0, "x".into(), 16, 0, None);
+        let s = Session::new(0, "x".into(), 16, 0, 0, None);
         let e = s.run_pages(&mut reader(page(16)), None).unwrap_err();
         assert_eq!(reason(&e), "page index overflow: 0x10");
         let e = s
@@ -422,7 +482,7 @@ mod tests {
 
     #[test]
     fn multifd_packets() {
-        let s = Session::new(0, "x".into(), 1000, 0, None);
+        let s = Session::new(0, "x".into(), 1000, 0, 0, None);
         let mut b = header(MAGIC_MULTIFD, 2).to_vec();
         b.extend(7u64.to_le_bytes());
         b.extend(8u64.to_le_bytes());
@@ -461,6 +521,7 @@ mod tests {
             "x".into(),
             1 << 20,
             FLAG_PREEMPT,
+            0,
             Some(Box::new(main.clone())),
         );
         s.set_preempt(Some(Box::new(pre.clone())));
@@ -476,6 +537,7 @@ mod tests {
             "x".into(),
             1 << 20,
             FLAG_PREEMPT | FLAG_REQUESTS_ON_MAIN,
+            0,
             Some(Box::new(main.clone())),
         );
         s.set_preempt(Some(Box::new(Sink::default())));

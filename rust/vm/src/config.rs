@@ -149,9 +149,12 @@ impl Flags for VmSourceConfig {
 }
 
 /// Pages of 4 KiB in a guest of `gb` GB, checked.
+/// Pages in the largest guest a run emulates (2^34 GB), exclusive.
+pub const MAX_VM_PAGES: u64 = 1 << 52;
+
 pub(crate) fn vm_pages(gb: u64) -> Result<u64> {
     gb.checked_mul(1 << 18)
-        .filter(|p| *p > 0 && *p < 1 << 52)
+        .filter(|p| *p > 0 && *p < MAX_VM_PAGES)
         .ok_or_else(|| {
             Error::field(
                 "vm_size_gb",

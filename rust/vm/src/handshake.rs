@@ -31,10 +31,13 @@ pub(super) fn hello(main: &mut TcpStream, h: &Hello) -> Result<()> {
         .map_err(io_err("clearing the read timeout"))?;
     match r {
         Ok(()) if parse_header(&ack) == (MAGIC_HELLO_ACK, HELLO_ARG) => Ok(()),
-        Ok(()) => Err(Error::Protocol(format!(
-            "unexpected answer to HELLO: {:#x}",
-            parse_header(&ack).0
-        ))),
+        Ok(()) => {
+            let (magic, arg) = parse_header(&ack);
+            Err(Error::Protocol(format!(
+                "unexpected answer to HELLO: magic {magic:#x} with argument {arg:#x} \
+                 (HELLO_ACK is {MAGIC_HELLO_ACK:#x} with {HELLO_ARG:#x})"
+            )))
+        }
         Err(e)
             if matches!(
                 e.kind(),

@@ -29,7 +29,7 @@ mod handshake;
 mod streams;
 
 pub(crate) use config::vm_pages;
-pub use config::{ReturnPath, VmSourceConfig, MAX_CHANNELS, PORT_FLAG, SIZE_FLAG};
+pub use config::{ReturnPath, VmSourceConfig, MAX_CHANNELS, MAX_VM_PAGES, PORT_FLAG, SIZE_FLAG};
 pub use data::{VmSrcEnd, VmSrcSample, VmSrcSummary};
 use handshake::{hello, io_err};
 use streams::*;
