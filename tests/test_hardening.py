@@ -109,7 +109,8 @@ def test_sigterm_while_prefaulting_ends_the_dots_and_exits_130() -> None:
 
 def test_a_long_stop_is_one_long_interval_not_empty_ones() -> None:
     """After a 2.5 s SIGSTOP the missed intervals are one, with a length:
-    no 'time (ms): 0' line, no rate of 0 in the summary's minimum."""
+    no 'time (ms): 0' line, no rate of 0 in the summary's minimum, and not
+    a load of 93%."""
     import json
     import time
 
@@ -124,6 +125,9 @@ def test_a_long_stop_is_one_long_interval_not_empty_ones() -> None:
     samples = [o for o in map(json.loads, out.splitlines()) if o["type"] == "sample"]
     assert all(s["duration_ms"] >= 500 for s in samples), [s["duration_ms"] for s in samples]
     assert max(s["duration_ms"] for s in samples) >= 2500
+    # Stopped, mostly in its pacing sleeps: not a busy interval (was 93%).
+    (long,) = [s for s in samples if s["duration_ms"] >= 2500]
+    assert long["load_pct"] < 20, long
     assert "time (ms): 0," not in err
 
 

@@ -297,15 +297,25 @@ fn sample_loop(
             continue;
         }
         let steps: u64 = stats.iter().map(|s| s.steps.load(Ordering::Relaxed)).sum();
+        // Sleeps that ended, and those going on up to now.
+        let now_ns = crate::pace::mono_ns();
         let sleep: u64 = stats
             .iter()
-            .map(|s| s.sleep_ns.load(Ordering::Relaxed))
+            .map(|s| {
+                let since = s.sleeping_since_ns.load(Ordering::Relaxed);
+                let going = if since == 0 {
+                    0
+                } else {
+                    now_ns.saturating_sub(since)
+                };
+                s.sleep_ns.load(Ordering::Relaxed) + going
+            })
             .sum();
         let dt = tick.length;
         let bytes = (steps - last_steps) * DIRTY_STEP;
         let busy_budget = dt.as_nanos() as f64 * stats.len() as f64;
-        let load_pct =
-            (100.0 * (1.0 - (sleep - last_sleep) as f64 / busy_budget)).clamp(0.0, 100.0);
+        let load_pct = (100.0 * (1.0 - sleep.saturating_sub(last_sleep) as f64 / busy_budget))
+            .clamp(0.0, 100.0);
         let latency = cfg.record_latency.then(|| {
             hist.reset();
             for st in stats {
@@ -338,7 +348,7 @@ fn sample_loop(
         samples.push(sample.clone());
         ctx.send(DirtyItem::Sample(sample));
         last_steps = steps;
-        last_sleep = sleep;
+        last_sleep = last_sleep.max(sleep);
     }
     if ticker.expired() {
         ctx.stop.stop();

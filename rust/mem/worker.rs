@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::mem::config::Pattern;
 use crate::mem::region::{Region, DIRTY_STEP};
-use crate::pace::{tighten_timer_slack, Pacer, StopFlag};
+use crate::pace::{mono_ns, tighten_timer_slack, Pacer, StopFlag};
 use crate::rng::WyRand;
 use crate::run::lock;
 use crate::stats::{LatencyHistogram, TickRecorder};
@@ -81,8 +81,12 @@ fn next_value(v: u8) -> u8 {
 pub(crate) struct WorkerStats {
     /// 4 KiB steps dirtied so far.
     pub steps: AtomicU64,
-    /// Nanoseconds spent sleeping for pacing so far.
+    /// Nanoseconds spent sleeping for pacing so far (sleeps that ended).
     pub sleep_ns: AtomicU64,
+    /// When the sleep going on began ([`mono_ns`]); 0 when awake. The
+    /// sampler counts a sleep as it goes, so that an interval in which the
+    /// process was stopped mid-sleep is not taken for one of work.
+    pub sleeping_since_ns: AtomicU64,
     /// Access latencies since the sampler last took them; only with
     /// latency recording (a histogram is over half a megabyte: a thousand
     /// threads would hold hundreds of MB for nothing).
@@ -270,6 +274,8 @@ impl Job<'_> {
             if let Some(p) = pacer.as_mut() {
                 let wait = p.advance(step - left, now);
                 if !wait.is_zero() {
+                    let since = mono_ns().max(1);
+                    self.stats.sleeping_since_ns.store(since, Ordering::Relaxed);
                     // A long wait (a low rate per thread) is cut short by
                     // the stop; a short one is a plain sleep (no lock).
                     if wait > LONG_WAIT {
@@ -278,9 +284,9 @@ impl Job<'_> {
                         std::thread::sleep(wait);
                     }
                     let slept = now.elapsed();
-                    self.stats
-                        .sleep_ns
-                        .fetch_add(slept.as_nanos() as u64, Ordering::Relaxed);
+                    let counted = mono_ns().saturating_sub(since);
+                    self.stats.sleep_ns.fetch_add(counted, Ordering::Relaxed);
+                    self.stats.sleeping_since_ns.store(0, Ordering::Relaxed);
                     end = now + slept;
                     planned = wait;
                 }
