@@ -17,15 +17,18 @@ fuzz_target!(|data: &[u8]| {
     match read_opening(&mut r) {
         Opening::Gone | Opening::Reject(_) => {}
         Opening::Original => {
-            let s = Session::new(0, "fuzz".into(), 1 << 18, 0, sink());
+            let s = Session::new(0, "fuzz".into(), 1 << 18, 0, 0, sink());
             let _ = s.run_pages(&mut r, Some(&|| {}));
         }
         Opening::Hello(h) => {
-            let s = Session::new(0, "fuzz".into(), h.vm_pages, h.flags, sink());
+            let s = Session::new(0, "fuzz".into(), h.vm_pages, h.flags, h.channels, sink());
             let _ = s.run_pages(&mut r, Some(&|| {}));
         }
-        Opening::Channel { kind, .. } => {
-            let s = Session::new(0, "fuzz".into(), 1 << 18, u32::MAX, sink());
+        Opening::Channel { kind, index, .. } => {
+            let s = Session::new(0, "fuzz".into(), 1 << 18, u32::MAX, 64, sink());
+            if s.admit(kind, index).is_err() {
+                return;
+            }
             if kind == CHANNEL_MULTIFD {
                 s.add_channel();
                 let _ = s.run_multifd(&mut r);
