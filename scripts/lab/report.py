@@ -141,7 +141,8 @@ def text_report(r: dict[str, Any]) -> str:
         f"{c['threshold_ms']:.1f} ms: {at_switchover} are the migrations' outages, the other "
         f"{c['events'] - at_switchover} short gaps of a loaded TCG guest; {cw['matched']} of "
         f"them found on the wire (max error {cw['max_gap_error_ms']} ms), {cw['wire_gaps']} "
-        "such gaps on the wire",
+        f"such gaps on the wire; {cw.get('clients_own', 0)} flagged by the client as mostly its "
+        "own stall",
         f"mm_dirty: {d['rate_mb_s']:.1f} MB/s through every migration, integrity "
         f"{'OK' if d['verified'] else 'FAILED'} ({d['verified_pages']} pages), {d['pauses']} "
         f"pauses (longest {d['pause_max_ms']:.1f} ms), {d['cpu_pct']:.1f}% CPU",
