@@ -162,8 +162,13 @@ def match_wire(
     the wire, and the gap after it is the event's gap. (An event before the
     baseline is judged by the interval's floor, below the final threshold.)
     Also how many gaps on the wire exceed the final threshold."""
-    matched, errors, unmatched_network = 0, [], 0
+    matched, errors, unmatched_network, after = 0, [], 0, 0
     for e in events:
+        # After the capture's last reply the referee saw nothing (the dump
+        # is stopped last, but on a loaded machine it lost the last 150 ms).
+        if not replies or e["start_unix_s"] > replies[-1] + 0.002:
+            after += 1
+            continue
         # The reply nearest the event's start (a burst after a stall puts
         # several within a millisecond).
         j = bisect.bisect_left(replies, e["start_unix_s"])
@@ -185,6 +190,7 @@ def match_wire(
         # 16-18 ms gaps, 15.4 ms of each the client's own).
         "clients_own": sum(1 for e in events if _clients_own(e)),
         "unmatched_network_events": unmatched_network,
+        "after_the_capture": after,
         "max_gap_error_ms": round(max(errors), 3) if errors else None,
     }
 
