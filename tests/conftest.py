@@ -210,3 +210,29 @@ def stop_for(pid: int, seconds: float) -> float:
     finally:
         os.kill(pid, signal.SIGCONT)
     return time.monotonic() - t0
+
+
+@contextlib.contextmanager
+def own_cgroup(controller: str, name: str) -> Iterator[Path]:
+    """A cgroup of this test's own under ``controller`` (v1 or v2)."""
+    for base in (Path(f"/sys/fs/cgroup/{controller}"), Path("/sys/fs/cgroup")):
+        d = base / f"migmon-{name}-{os.getpid()}"
+        with contextlib.suppress(OSError):
+            d.mkdir()
+            break
+    else:
+        pytest.skip(f"no {controller} cgroup to make here")
+    try:
+        yield d
+    finally:
+        for _ in range(50):
+            try:
+                d.rmdir()
+                break
+            except OSError:
+                time.sleep(0.1)
+
+
+def in_cgroup(cg: Path) -> list[str]:
+    """A command prefix that runs what follows inside ``cg``."""
+    return ["sh", "-c", f'echo $$ > {cg}/cgroup.procs && exec "$@"', "sh"]

@@ -12,18 +12,15 @@ code of ours runs.)"""
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import MIG_MON, cli_server, free_port, wait_tcp, wait_udp_echo
+from conftest import MIG_MON, cli_server, free_port, in_cgroup, own_cgroup, wait_tcp, wait_udp_echo
 
 pytestmark = [
     pytest.mark.root,
@@ -95,39 +92,14 @@ def test_descriptors(command: str, fds: int, peers: dict[str, str]) -> None:
     _run(["prlimit", f"--nofile={fds}:{fds}"], _argv(command, peers), f"{command} nofile {fds}")
 
 
-@contextlib.contextmanager
-def _cgroup(controller: str, name: str) -> Iterator[Path]:
-    """A cgroup of this test's own under ``controller`` (v1 or v2)."""
-    for base in (Path(f"/sys/fs/cgroup/{controller}"), Path("/sys/fs/cgroup")):
-        d = base / f"migmon-{name}-{os.getpid()}"
-        with contextlib.suppress(OSError):
-            d.mkdir()
-            break
-    else:
-        pytest.skip(f"no {controller} cgroup to make here")
-    try:
-        yield d
-    finally:
-        for _ in range(50):
-            try:
-                d.rmdir()
-                break
-            except OSError:
-                time.sleep(0.1)
-
-
-def _in_cgroup(cg: Path) -> list[str]:
-    return ["sh", "-c", f'echo $$ > {cg}/cgroup.procs && exec "$@"', "sh"]
-
-
 @pytest.mark.parametrize("command", COMMANDS)
 @pytest.mark.parametrize("tasks", [2, 4, 8])
 def test_threads(command: str, tasks: int, peers: dict[str, str]) -> None:
-    with _cgroup("pids", "pids") as cg:
+    with own_cgroup("pids", "pids") as cg:
         if not (cg / "pids.max").exists():
             pytest.skip("no pids controller")
         (cg / "pids.max").write_text(str(tasks))
-        _run(_in_cgroup(cg), _argv(command, peers), f"{command} pids.max {tasks}")
+        _run(in_cgroup(cg), _argv(command, peers), f"{command} pids.max {tasks}")
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -135,7 +107,7 @@ def test_memory(command: str, peers: dict[str, str]) -> None:
     """A memory cgroup of 160 MB: mm_dirty asked for 256 MB says so before
     it maps anything (the OOM killer gave no message and no summary); the
     others run within it."""
-    with _cgroup("memory", "mem") as cg:
+    with own_cgroup("memory", "mem") as cg:
         limit = cg / "memory.limit_in_bytes"
         if not limit.exists():
             limit = cg / "memory.max"
@@ -145,7 +117,7 @@ def test_memory(command: str, peers: dict[str, str]) -> None:
         argv = _argv(command, peers)
         if command == "mm_dirty":
             argv[argv.index("-m") + 1] = "256"
-        p = _run(_in_cgroup(cg), argv, f"{command} in 160 MB")
+        p = _run(in_cgroup(cg), argv, f"{command} in 160 MB")
     if command == "mm_dirty":
         assert p.returncode == 1, p.stderr
         assert "leaves room for" in p.stderr and "(--force to try anyway)" in p.stderr, p.stderr

@@ -163,22 +163,6 @@ def test_next_with_a_long_timeout_is_interrupted_at_once() -> None:
     assert took < 5, took
 
 
-def _pids_cgroup() -> Path | None:
-    """A pids cgroup of this test's own (v1 or v2), or None where there is
-    none to make (not root, no pids controller)."""
-    for base in (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup")):
-        if (base / "cgroup.procs").exists() and os.access(base, os.W_OK):
-            d = base / f"migmon-test-{os.getpid()}"
-            try:
-                d.mkdir()
-            except OSError:
-                continue
-            if (d / "pids.max").exists():
-                return d
-            d.rmdir()
-    return None
-
-
 @pytest.mark.parametrize(
     "args",
     [
@@ -192,33 +176,27 @@ def test_threads_that_cannot_start_are_one_line_not_a_panic_or_a_hang(args: list
     clear line, an exit, in seconds (it was a panic with a backtrace, then a
     hang that ignored --duration and signals). An address-space limit does
     the same, but where it bites depends on malloc's arenas."""
-    from conftest import popen_cli
+    from conftest import in_cgroup, own_cgroup, popen_cli
 
-    cg = _pids_cgroup()
-    if cg is None:
-        pytest.skip("no pids cgroup to make here")
     port = free_port()
     dst = None
-    try:
-        if args[0] == "vm":
-            dst = popen_cli("vm", "-d", "-p", str(port))
-            time.sleep(1.0)
-        (cg / "pids.max").write_text("30")
-        argv = [a.replace("{port}", str(port)) for a in args]
-        p = subprocess.run(
-            ["sh", "-c", f'echo $$ > {cg}/cgroup.procs && exec "$@"', "sh", *MIG_MON, *argv],
-            capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
-    finally:
-        if dst is not None:
-            dst.terminate()
-            dst.wait(10)
-        for _ in range(50):
-            try:
-                cg.rmdir()
-                break
-            except OSError:
-                time.sleep(0.1)
+    with own_cgroup("pids", "test") as cg:
+        if not (cg / "pids.max").exists():
+            pytest.skip("no pids controller")
+        try:
+            if args[0] == "vm":
+                dst = popen_cli("vm", "-d", "-p", str(port))
+                time.sleep(1.0)
+            (cg / "pids.max").write_text("30")
+            argv = [a.replace("{port}", str(port)) for a in args]
+            p = subprocess.run(
+                [*in_cgroup(cg), *MIG_MON, *argv],
+                capture_output=True, text=True, timeout=60, check=False,
+            )  # fmt: skip
+        finally:
+            if dst is not None:
+                dst.terminate()
+                dst.wait(10)
     assert "panicked" not in p.stderr and "Traceback" not in p.stderr, p.stderr
     assert p.returncode == 1, p
     assert "thread" in assert_one_line_error_last(p.stderr), p.stderr
