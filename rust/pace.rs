@@ -147,14 +147,39 @@ pub fn mono_ns() -> u64 {
     EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
 
+fn wall_ns() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128)
+}
+
+/// The wall clock minus the [`mono_ns`] clock, in ns: the wall clock read
+/// on both sides of the monotonic one, the tightest of three brackets.
+/// One read of each, in turn, is off by however long the thread was
+/// preempted between them: on a loaded machine that put milliseconds of
+/// error into gaps between packets whose times were converted (a client's
+/// gap 1.5 ms short of the capture's).
+pub fn wall_minus_mono_ns() -> i128 {
+    tightest_offset(|| {
+        let w1 = wall_ns();
+        let m = mono_ns() as i128;
+        (w1, m, wall_ns())
+    })
+}
+
+/// Of three `(wall before, mono, wall after)` readings, the offset of the
+/// one with the narrowest wall bracket.
+fn tightest_offset(mut read: impl FnMut() -> (i128, i128, i128)) -> i128 {
+    (0..3)
+        .map(|_| read())
+        .min_by_key(|&(w1, _, w2)| w2 - w1)
+        .map_or(0, |(w1, m, w2)| (w1 + w2) / 2 - m)
+}
+
 /// A wall-clock time (Unix ns, as the kernel stamps packets) on the
 /// [`mono_ns`] time base.
 pub fn wall_to_mono(wall_ns: u64) -> u64 {
-    let now_mono = mono_ns();
-    let now_wall = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    now_mono.saturating_sub(now_wall.saturating_sub(wall_ns))
+    (wall_ns as i128 - wall_minus_mono_ns()).max(0) as u64
 }
 
 /// The wall-clock time now, Unix seconds to the microsecond: the `unix_s`
@@ -165,13 +190,20 @@ pub fn unix_now() -> f64 {
         .map_or(0.0, |d| (d.as_micros() as f64) / 1e6)
 }
 
+/// The wall-clock time (Unix seconds) of an [`Instant`].
+pub fn unix_of(t: Instant) -> f64 {
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    let m = if t >= epoch {
+        (t - epoch).as_nanos() as i128
+    } else {
+        -((epoch - t).as_nanos() as i128)
+    };
+    (m + wall_minus_mono_ns()) as f64 / 1e9
+}
+
 /// The wall-clock time (Unix seconds) at which [`mono_ns`] read `at_ns`.
 pub fn unix_at(at_ns: u64) -> f64 {
-    let now_mono = mono_ns();
-    let now_wall = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64());
-    now_wall - (now_mono.saturating_sub(at_ns)) as f64 / 1e9
+    (at_ns as i128 + wall_minus_mono_ns()) as f64 / 1e9
 }
 
 #[cfg(test)]
@@ -216,6 +248,29 @@ mod tests {
             let got = (now - t0).as_secs_f64();
             prop_assert!((got - want).abs() < 1e-6 * (1.0 + want), "got {got} want {want}");
         }
+    }
+
+    #[test]
+    fn offset_comes_from_the_tightest_bracket() {
+        // The first reading was preempted 2 ms between its clock reads (its
+        // offset 1 ms off); the second is tight.
+        let readings = [
+            (0, 0, 2_000_000),
+            (10_000_000, 5_000_000, 10_000_100),
+            (0, 0, 900_000),
+        ];
+        let mut it = readings.into_iter();
+        assert_eq!(tightest_offset(|| it.next().unwrap()), 5_000_050);
+    }
+
+    #[test]
+    fn conversions_round_trip() {
+        let m = mono_ns();
+        let w = (m as i128 + wall_minus_mono_ns()) as u64;
+        assert!((wall_to_mono(w) as i128 - m as i128).abs() < 1_000_000);
+        assert!((unix_at(m) - w as f64 / 1e9).abs() < 1e-3);
+        let then = Instant::now() - Duration::from_secs(2);
+        assert!((unix_now() - 2.0 - unix_of(then)).abs() < 0.01);
     }
 
     #[test]

@@ -56,16 +56,12 @@ impl Pauses {
             .into_iter()
             .partition(|p| settled.is_none_or(|s| p.1 < s));
         self.pending = keep;
-        let now = Instant::now();
-        let now_unix = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
         let mut out = Vec::new();
         for (begin, _, len, mut threads) in done {
             threads.sort_unstable();
             let ev = DirtyPause {
                 index: self.events.len() as u64,
-                start_unix_s: now_unix - (now - begin).as_secs_f64(),
+                start_unix_s: crate::pace::unix_of(begin),
                 start_offset_s: (begin - self.start).as_secs_f64(),
                 length_ms: len.as_secs_f64() * 1000.0,
                 threads,
