@@ -12,6 +12,9 @@ request per connection, a JSON line in, a JSON line out:
   and its output.
 - ``{"op": "time"}``: the guest's wall clock (to line up the two clocks).
 - ``{"op": "settime", "unix_s": t}``: set it (the RTC gives whole seconds).
+- ``{"op": "clock"}``: the kernel's clocksource, the ones it has, and its
+  messages about clocks and timekeeping since the last ``clock`` (a
+  clocksource the watchdog drops changes how the guest's clock keeps time).
 
 Standard library only: the guest has the host's Python but nothing else.
 """
@@ -48,6 +51,37 @@ def _output(name: str, stream: str) -> str:
     return f"{WORK}/{name}.{stream}"
 
 
+_CLOCK_WORDS = ("clocksource", "tsc", "timekeeping", "clockevent", "hpet", "watchdog")
+
+
+def _clock_messages() -> list[str]:
+    """The kernel's log records about clocks not read before (/dev/kmsg keeps
+    a reader's place in its file description)."""
+    global _kmsg
+    if _kmsg is None:
+        try:
+            _kmsg = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
+        except OSError:
+            return []
+    out = []
+    while True:
+        try:
+            rec = os.read(_kmsg, 8192).decode(errors="replace")
+        except BlockingIOError:
+            break
+        except OSError:  # EPIPE: records overwritten before they were read
+            continue
+        head, _, text = rec.partition(";")
+        if any(w in text.lower() for w in _CLOCK_WORDS):
+            usec = head.split(",")[2] if head.count(",") >= 2 else "0"
+            out.append(f"[{int(usec) / 1e6:.3f}] {text.strip()}")
+    return out
+
+
+_kmsg: int | None = None
+_CS = "/sys/devices/system/clocksource/clocksource0"
+
+
 def handle(req: dict[str, Any]) -> dict[str, Any]:
     op = req.get("op")
     if op == "time":
@@ -56,6 +90,12 @@ def handle(req: dict[str, Any]) -> dict[str, Any]:
         # The guest's RTC has whole seconds; the lab sets the host's time.
         time.clock_settime(time.CLOCK_REALTIME, req["unix_s"])
         return {"unix_s": time.time()}
+    if op == "clock":
+        return {
+            "clocksource": _read(f"{_CS}/current_clocksource").strip(),
+            "available": _read(f"{_CS}/available_clocksource").split(),
+            "messages": _clock_messages(),
+        }
     if op == "run":
         try:
             done = subprocess.run(

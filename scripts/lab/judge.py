@@ -169,12 +169,16 @@ def match_wire(
         if not replies or e["start_unix_s"] > replies[-1] + 0.002:
             after += 1
             continue
-        # The reply nearest the event's start (a burst after a stall puts
-        # several within a millisecond).
-        j = bisect.bisect_left(replies, e["start_unix_s"])
-        near = [k for k in (j - 1, j) if 0 <= k < len(replies)]
-        i = min(near, key=lambda k: abs(replies[k] - e["start_unix_s"])) if near else -1
-        if i >= 0 and i + 1 < len(replies) and abs(replies[i] - e["start_unix_s"]) < 0.002:
+        # The event's gap on the wire: of the replies within 2 ms of its
+        # start, the one whose next reply is nearest the event's end (a
+        # burst after a stall puts several within a millisecond, and the
+        # nearest in time need not be the one before the gap).
+        t = e["start_unix_s"]
+        lo = bisect.bisect_left(replies, t - 0.002)
+        hi = bisect.bisect_right(replies, t + 0.002)
+        near = range(lo, min(hi, len(replies) - 1))
+        if near:
+            i = min(near, key=lambda k: abs((replies[k + 1] - replies[k]) * 1e3 - e["gap_ms"]))
             matched += 1
             errors.append(abs((replies[i + 1] - replies[i]) * 1e3 - e["gap_ms"]))
         elif not _clients_own(e):

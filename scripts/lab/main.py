@@ -16,6 +16,7 @@ import lab as package
 from lab.common import ENTRY, NETNS, ROOT, log, sh
 from lab.fetch import QEMU_SUITES, fetch, qemu_version
 from lab.guest import build_guest
+from lab.hostclock import steady_files, steady_migration
 from lab.judge import switchovers
 from lab.links import shaped_links
 from lab.net import net_down, net_up
@@ -98,6 +99,15 @@ async def run_lab(args: argparse.Namespace, built: dict[str, str]) -> dict[str, 
                 break
     finally:
         await lab.stop(vm)
+        lab.wall.stop()
+    report["host_clock"] = lab.wall.summary()
+    if lab.wall.stepped:
+        steady_files(
+            lab.wall,
+            [lab.lab / "qmp.jsonl", *(q.trace_log for q in lab.started if q.trace_log)],
+        )
+        for p in report.get("postcopy", []):
+            steady_migration(lab.wall, p)
     switchovers(lab, report, args.probe_ms)
     cw = report["client_vs_wire"]
     checks = {

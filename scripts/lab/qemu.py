@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.common import AGENT_PORT, GUEST_IP
+from lab.hostclock import WallClock
 from migmon.parse import json_objects_in
 from migmon.switchover.record import TRACE_EVENTS
 
@@ -75,6 +76,8 @@ class Lab:
         self.serial: list[Path] = []
         self.started: list[Qemu] = []
         self.count = 0
+        #: The host's wall clock against its monotonic one, through the run.
+        self.wall = WallClock().start()
 
     async def start(self, tap: str, incoming: bool, extra_trace: tuple[str, ...] = ()) -> Qemu:
         from qemu.qmp import QMPClient

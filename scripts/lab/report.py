@@ -90,13 +90,26 @@ def _pct(v: float | None) -> str:
     return "    -" if v is None else f"{v:>+5.1f}%"
 
 
+def _host_clock_lines(h: dict[str, Any] | None) -> list[str]:
+    if not h or not h["steps"]:
+        return []
+    return [
+        f"host: its wall clock was stepped {h['steps']} times against its monotonic clock "
+        f"during the run ({h['stepped_ms']:+.1f} ms in all, the largest "
+        f"{h['largest_step_ms']:.1f} ms; not QEMU's or mig_mon's doing): the captures, QEMU's "
+        "timestamps and the lab's times were put back on the unstepped clock before judging"
+    ]
+
+
 def text_report(r: dict[str, Any]) -> str:
     """The report for a person: QEMU's figures next to mig_mon's."""
     g = r["guest"]
     out = [
         f"QEMU: {r['qemu']}",
         f"guest: {g['accel']} ({r['accel_reason']}), booted to agent in "
-        f"{g['boot_to_agent_s']} s, {g['mig_mon_version']}",
+        f"{g['boot_to_agent_s']} s, {g['mig_mon_version']}, clocksource "
+        f"{g.get('clocksource', '-')}",
+        *_host_clock_lines(r.get("host_clock")),
         "",
         "dirty rate (MB/s)   set  mig_mon  QEMU calc-dirty-rate  expected  error",
     ]

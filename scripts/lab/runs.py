@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.common import BRIDGE, GUEST_IP, MIGRATE_PORT, POSTCOPY_TRACE, TAPS, log
+from lab.hostclock import steady_files, steady_migration
 from lab.judge import judge, match_wire, overlap, page_waits
 from lab.net import capture, reply_times
 from lab.qemu import Lab, Qemu, agent, clock_offset, json_objs, wait_agent
@@ -106,13 +107,20 @@ async def boot(lab: Lab, report: dict[str, Any]) -> Qemu:
     rtt = time.time() - t0
     await agent({"op": "settime", "unix_s": time.time() + rtt / 2})
     v = await agent({"op": "run", "argv": ["mig_mon", "--version"]})
+    clock = await agent({"op": "clock"})
     report["guest"] = {
+        "clocksource": clock["clocksource"],
+        "clocksources": clock["available"],
+        "clock_messages_at_boot": clock["messages"],
         "accel": lab.accel,
         "boot_to_agent_s": round(secs, 1),
         "mig_mon_version": v["stdout"].strip(),
         "memory_mb": lab.mem_mb,
     }
-    log(f"guest up in {secs:.1f} s ({lab.accel}); {v['stdout'].strip()}")
+    log(
+        f"guest up in {secs:.1f} s ({lab.accel}); {v['stdout'].strip()}; clocksource "
+        f"{clock['clocksource']} of {' '.join(clock['available'])}"
+    )
     return vm
 
 
@@ -168,7 +176,7 @@ async def migrate(
         },
     )
     off_before = await clock_offset()
-    t0 = time.time()
+    off_before_at = t0 = time.time()
     await src.run("migrate", uri=uri)
     rates: list[float] = []
     mbps: list[float] = []
@@ -215,6 +223,8 @@ async def migrate(
     await lab.stop(src)
     await asyncio.sleep(0.5)
     off_after = await clock_offset()
+    off_after_at = time.time()
+    clock = await agent({"op": "clock"})
     ram = q["ram"]
     info = {
         "kind": ("postcopy-preempt" if preempt else "postcopy")
@@ -239,9 +249,15 @@ async def migrate(
         "stop_to_resume_ms": round((resume_t - stop_t) * 1e3, 2) if stop_t and resume_t else None,
         "offset_before_s": off_before[0],
         "offset_after_s": off_after[0],
+        "offset_before_at_unix_s": off_before_at,
+        "offset_after_at_unix_s": off_after_at,
         "guest_clock_lag_ms": round((off_before[0] - off_after[0]) * 1e3, 2),
         "guest_clock_lag_error_ms": round((off_before[1] + off_after[1]) * 1e3, 2),
+        "guest_clocksource": clock["clocksource"],
+        "guest_clock_messages": clock["messages"],
     }
+    for line in clock["messages"]:
+        log(f"guest kernel: {line}")
     return dst, info
 
 
@@ -308,6 +324,16 @@ async def migrations(lab: Lab, vm: Qemu, args: argparse.Namespace, report: dict[
                 f.write(json.dumps(e) + "\n")
     await agent({"op": "signal", "name": "echo", "sig": int(signal.SIGINT)})
     await agent({"op": "wait", "name": "echo"})
+    if lab.wall.stepped:
+        # Someone stepped the host's wall clock: the captures and the lab's
+        # times back onto the clock as it ran before (see lab.hostclock).
+        steady_files(
+            lab.wall,
+            [pcap, *(work / f"{tap}.pcap" for tap in TAPS), work / "client.json",
+             work / "qemu-events.jsonl"],
+        )  # fmt: skip
+        for m in migs:
+            steady_migration(lab.wall, m)
     client_objs = json_objs((work / "client.json").read_text())
     replies = reply_times(pcap)
     report["migrations"] = judge(migs, client_objs, dirty, replies)
