@@ -81,3 +81,19 @@ def test_every_python_example_runs_as_written(n: int) -> None:
         capture_output=True, text=True, timeout=300, cwd=README.parent, check=False,
     )  # fmt: skip
     assert p.returncode == 0, code + "\n" + p.stderr[-3000:]
+
+
+def test_ci_runs_the_install_section_then_the_test_command() -> None:
+    """CI's first steps are the README's: its install section as written
+    (scripts/readme-install.sh runs every command of it but the tests),
+    then the README's test command."""
+    steps = [
+        line
+        for line in (README.parent / ".ci/run").read_text().splitlines()
+        if line.startswith("./scripts/")
+    ]
+    block = re.search(r"```sh\n(.*?)```", section("## Test"), re.S)
+    assert block
+    assert steps[:2] == ["./scripts/readme-install.sh", block.group(1).strip()]
+    first = re.search(r"```sh\n(.*?)```", section("## Install and run"), re.S)
+    assert first and block.group(1).strip() in first.group(1).splitlines()
