@@ -11,6 +11,8 @@ if [ -e /opt/mig_mon ] || [ -e wheels ]; then
     echo "readme-install: /opt/mig_mon or wheels/ exists already; remove it first" >&2
     exit 1
 fi
+# Rust's and cargo's own homes stay where they are (they default to HOME's).
+export RUSTUP_HOME="${RUSTUP_HOME:-$HOME/.rustup}" CARGO_HOME="${CARGO_HOME:-$HOME/.cargo}"
 home=$(mktemp -d)
 trap 'rm -rf "$home" /opt/mig_mon wheels' EXIT
 script=$(python3 - <<'PY'
