@@ -304,11 +304,14 @@ def after_resume(lab: Lab, m: dict[str, Any], s: Switchover) -> dict[str, Any] |
 
 
 def _boundary_s(s: Switchover, key: str) -> float | None:
-    """When a switchover passed a boundary (Unix seconds)."""
-    for p in s.phases:
-        if p.key == key and s.last_reply_unix_s is not None:
-            return s.last_reply_unix_s + (p.start_ms + p.length_ms) / 1e3
-    return None
+    """When a switchover passed a boundary (Unix seconds). The phases count
+    from the first boundary: the last reply, or QEMU's stop when the guest
+    still answered after it began (then the last reply ends a phase: seen
+    under load, 2-4 ms into the stop)."""
+    ends = {p.key: (p.start_ms + p.length_ms) / 1e3 for p in s.phases}
+    if key not in ends or s.last_reply_unix_s is None:
+        return None
+    return s.last_reply_unix_s - ends.get("last_reply", 0.0) + ends[key]
 
 
 def switchovers(lab: Lab, report: dict[str, Any], probe_ms: float) -> None:

@@ -24,7 +24,7 @@ def _clock(t: float | None) -> str:
 
 
 def text_lines(sws: Sequence[Switchover], kinds: dict[str, str]) -> list[str]:
-    """The report: per migration its phases (ms from the last reply), what
+    """The report: per migration its phases (ms from the first boundary), what
     QEMU and the guest said beside it, and what would split it further."""
     out = ["inputs: " + ", ".join(f"{k} ({v})" for k, v in kinds.items())]
     if not sws:
@@ -71,7 +71,9 @@ def text_lines(sws: Sequence[Switchover], kinds: dict[str, str]) -> list[str]:
     out.append("")
     out.append(
         "phases: from the boundary on the line before to the one named; (ms) from the "
-        "last reply; +- is how far the clocks of the two ends may disagree"
+        "first boundary (the last reply, or QEMU's stop when the guest still answered after "
+        "it: then the last reply is a row); +- is how far the clocks of the two ends may "
+        "disagree"
     )
     return out
 
@@ -134,7 +136,7 @@ def plot_switchovers(sws: Sequence[Switchover], output: Path, title: str | None 
     ax.set_yticks(range(len(rows)))
     ax.set_yticklabels([f"{s.index}: {s.kind}" for s in rows])
     ax.invert_yaxis()
-    ax.set_xlabel("ms from the last reply before the outage")
+    ax.set_xlabel("ms from the last reply before the outage (or QEMU's stop, if earlier)")
     right = max((sum(p.length_ms for p in s.phases) for s in rows), default=1.0)
     ax.set_xlim(0, right * 1.15)
     ax.set_title(title or "Where each migration's outage went")
