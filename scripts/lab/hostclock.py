@@ -51,8 +51,7 @@ class WallClock:
         """A clock that read ``samples`` (wall, wall minus monotonic)."""
         c = cls()
         for wall, off in samples:
-            c.samples.append((wall, off))
-            c._walls.append(max(wall, c._walls[-1]) if c._walls else wall)
+            c._add(wall, off)
         return c
 
     def start(self) -> WallClock:
@@ -82,8 +81,11 @@ class WallClock:
         if w2 - w1 > _TIGHT_NS:
             return
         wall = (w1 + w2) / 2e9
+        self._add(wall, wall - m / 1e9)
+
+    def _add(self, wall: float, off: float) -> None:
         with self._lock:
-            self.samples.append((wall, wall - m / 1e9))
+            self.samples.append((wall, off))
             self._walls.append(max(wall, self._walls[-1]) if self._walls else wall)
 
     def shift(self, t: float) -> float:
